@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
+
+
+class DjangoTasksConfig(AppConfig):
+    name = "djangotasks"
+    verbose_name = _("Tasks")
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from django.core.signals import request_started
+        from django.utils.module_loading import autodiscover_modules
+
+        from djangotasks import checks  # noqa: F401 - registers the system checks
+        from djangotasks.daemon import thread
+
+        # @task functions live in each app's tasks.py; import them so they are registered
+        # in every process (web, daemon, task) alike.
+        autodiscover_modules("tasks")
+        request_started.connect(thread.start_on_first_request, dispatch_uid="djangotasks.thread")

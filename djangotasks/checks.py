@@ -1,0 +1,67 @@
+"""System checks: valid settings, and a SQLite database that several processes can share."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
+
+from djangotasks import conf
+
+SQLITE_HINT = (
+    'Use a file database with "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 20, '
+    '"init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL"} (Django >= 5.1). '
+    "The daemon, the web server and every task process use the database at once: WAL lets "
+    "them read while one writes, IMMEDIATE takes the write lock up front instead of failing "
+    'midway with "database is locked", and the timeout makes a writer wait for its turn.'
+)
+
+
+@checks.register(checks.Tags.compatibility)
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    try:
+        conf.load()
+    except ImproperlyConfigured as exc:
+        return [checks.Error(str(exc), id="djangotasks.E001")]
+    return []
+
+
+@checks.register(checks.Tags.database)
+def check_sqlite(app_configs: Any = None, databases: Any = None, **kwargs: Any) -> list[Any]:
+    from django.db import connections
+
+    messages: list[checks.CheckMessage] = []
+    settings = connections.settings.get("default", None)
+    if settings is None or "sqlite" not in settings.get("ENGINE", ""):
+        return messages
+    name = str(settings.get("NAME") or "")
+    if not name or name == ":memory:" or "mode=memory" in name:
+        messages.append(
+            checks.Error(
+                "djangotasks needs a file SQLite database: an in-memory one cannot be shared "
+                "with the daemon and the task processes.",
+                hint=SQLITE_HINT,
+                id="djangotasks.E002",
+            )
+        )
+        return messages
+    options = settings.get("OPTIONS", {})
+    missing = []
+    if options.get("transaction_mode") != "IMMEDIATE":
+        missing.append('"transaction_mode": "IMMEDIATE"')
+    if "wal" not in str(options.get("init_command", "")).lower():
+        missing.append('"init_command" with "PRAGMA journal_mode=WAL"')
+    if not options.get("timeout") or float(options["timeout"]) < 5:
+        missing.append('"timeout" of at least 5 seconds')
+    if missing:
+        messages.append(
+            checks.Warning(
+                "The SQLite database is not set up for several processes: missing "
+                + ", ".join(missing)
+                + '. Expect "database is locked" errors under load.',
+                hint=SQLITE_HINT,
+                id="djangotasks.W001",
+            )
+        )
+    return messages

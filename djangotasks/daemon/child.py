@@ -1,0 +1,205 @@
+"""What runs inside a task process, forked from the daemon or started fresh.
+
+The child reports to the daemon through a control pipe (one JSON object per line: progress,
+and the reason of a failure); its output goes to the output pipe at the descriptor level.
+Run as ``python -m djangotasks.daemon.child TASK_ID WORKER_ID`` in "exec" mode.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import faulthandler
+import io
+import json
+import logging
+import os
+import signal
+import sys
+import traceback
+from typing import TYPE_CHECKING, Any
+
+from djangotasks import conf
+from djangotasks.current import current_task
+
+if TYPE_CHECKING:
+    from djangotasks.models import Task
+
+# Exit codes with a meaning the daemon turns into a reason when the child sent none.
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_CRASHED = 70  # the task wrapper itself failed (EX_SOFTWARE)
+
+PR_SET_PDEATHSIG = 1
+# Inherited objects that must never be finalised in the child: a PostgreSQL connection
+# closed here would send "Terminate" on the socket the daemon still uses. The child leaves
+# with os._exit(), which runs no finalisers, so holding a reference is enough.
+_inherited: list[Any] = []
+
+
+def set_parent_death_signal(sig: int) -> None:
+    """Linux: have the kernel send ``sig`` to this process when its parent dies."""
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
+
+
+def _kill_own_group(signum: int, frame: Any) -> None:
+    # The daemon died: take every process of this task's group down with us.
+    os.killpg(0, signal.SIGKILL)
+
+
+def _unbuffered(fd: int) -> io.TextIOWrapper:
+    # Unbuffered down to the descriptor (what python -u does), so a print is visible at once.
+    return io.TextIOWrapper(
+        io.FileIO(fd, "w", closefd=False),
+        encoding="utf-8",
+        errors="backslashreplace",
+        write_through=True,
+    )
+
+
+def prepare_forked(output_fd: int, task: Task, keep: list[Any]) -> None:
+    """Turn a freshly forked copy of the daemon into a clean task process."""
+    from django.db import connections
+
+    os.setpgid(0, 0)  # the parent does the same, so whichever runs first wins the race
+    signal.set_wakeup_fd(-1)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+    _guard_parent_death()
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    os.dup2(output_fd, 1)
+    os.dup2(output_fd, 2)
+    os.close(output_fd)
+    os.environ[conf.TASK_ID_ENV] = str(task.pk)
+    _inherited.extend(keep)
+    for connection in connections.all(initialized_only=True):
+        if connection.connection is not None:
+            _inherited.append(connection.connection)
+            connection.connection = None
+        # Forget the parent's transaction state along with its connection.
+        connection.in_atomic_block = False
+        connection.savepoint_ids = []
+        connection.needs_rollback = False
+        connection.run_on_commit = []
+    sys.stdout = _unbuffered(1)
+    sys.stderr = _unbuffered(2)
+
+
+def _guard_parent_death() -> None:
+    # SIGUSR2 rather than SIGKILL: the handler kills the whole process group, so the task's
+    # subprocesses die with it too. A task that replaces this handler opts out.
+    signal.signal(signal.SIGUSR2, _kill_own_group)
+    set_parent_death_signal(signal.SIGUSR2)
+
+
+def _configure_logging() -> None:
+    root = logging.getLogger()
+    if root.handlers:
+        return  # the project configured logging; its stream handlers write to fd 1/2 anyway
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(conf.get().TASK_LOG_LEVEL)
+
+
+def _apply_memory_limit(limit: int | None) -> None:
+    if limit is None:
+        return
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def _report(control_fd: int, message: dict[str, Any]) -> None:
+    with contextlib.suppress(OSError):
+        os.write(control_fd, json.dumps(message, default=str).encode() + b"\n")
+
+
+def execute(task: Task, control_fd: int) -> int:
+    """Run the task's registered code; return the process exit code."""
+    from djangotasks.registry import UnknownTask, registry
+
+    faulthandler.enable(file=sys.stderr)
+    _configure_logging()
+    current_task._activate(task, control_fd)
+    try:
+        definition = registry.get(task.name)
+    except UnknownTask as exc:
+        print(f"djangotasks: {exc}", file=sys.stderr)
+        _report(control_fd, {"reason": f"Task code {task.name!r} is not registered."})
+        return EXIT_FAILED
+    target = None
+    if definition.is_method:
+        target = task.target
+        if target is None:
+            reason = f"Its object ({task.content_type} #{task.object_id}) no longer exists."
+            print(f"djangotasks: {reason}", file=sys.stderr)
+            _report(control_fd, {"reason": reason})
+            return EXIT_FAILED
+    limit = definition.memory_limit or conf.get().DEFAULT_MEMORY_LIMIT
+    _apply_memory_limit(limit)
+    try:
+        if target is not None:
+            definition.func(target)
+        else:
+            definition.func()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if code:
+            _report(control_fd, {"reason": f"Called sys.exit({exc.code!r})."})
+        return code
+    except MemoryError:
+        traceback.print_exc()
+        _report(control_fd, {"reason": f"Out of memory (limit {limit} bytes)."})
+        return EXIT_FAILED
+    except BaseException as exc:
+        traceback.print_exc()
+        summary = f"{type(exc).__name__}: {exc}"
+        _report(control_fd, {"reason": summary[:1000]})
+        return EXIT_FAILED
+    finally:
+        current_task.flush()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass  # the task closed its output; nothing left to flush
+    return EXIT_OK
+
+
+def main(argv: list[str]) -> int:
+    """Entry point of a fresh-interpreter task process (thread mode, START_METHOD="exec")."""
+    import django
+
+    task_id, worker_id, control_fd = int(argv[1]), int(argv[2]), int(argv[3])
+    _guard_parent_death()
+    sys.stdout = _unbuffered(1)
+    sys.stderr = _unbuffered(2)
+    django.setup()
+    from djangotasks.models import Task
+    from djangotasks.statuses import ACTIVE
+
+    task = Task.objects.select_related("content_type").get(pk=task_id)
+    if task.worker_id != worker_id or task.status not in ACTIVE:
+        print(
+            f"djangotasks: task #{task_id} is not running for worker {worker_id}", file=sys.stderr
+        )
+        return EXIT_FAILED
+    return execute(task, control_fd)
+
+
+if __name__ == "__main__":
+    code = EXIT_CRASHED
+    try:
+        code = main(sys.argv)
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        os._exit(code)

@@ -1,0 +1,647 @@
+"""The taskd daemon: claims tasks, runs each in its own process group, captures, cancels.
+
+One thread, one ``selectors`` loop over the task processes' pipes (and the PostgreSQL
+LISTEN socket), so forking is safe: there is no other thread whose locks a fork could copy.
+Every database write goes through ``models.transitions`` or the ``LogWriter``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import selectors
+import signal
+import socket
+import sys
+import threading
+import time
+from typing import Any
+
+from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections
+from django.db import connection as db
+from django.utils import timezone
+
+from djangotasks import conf, notify, signals
+from djangotasks.daemon import process as processes
+from djangotasks.daemon.logwriter import LogWriter
+from djangotasks.daemon.process import TaskProcess
+from djangotasks.models import Task, Worker, transitions
+from djangotasks.statuses import Status
+
+logger = logging.getLogger("djangotasks")
+
+DB_ERRORS = (OperationalError, InterfaceError)
+# How often an idle daemon stat()s the SQLite files (no SQL), and polls the database when
+# it has a wake-up channel (a safety net for a lost notification).
+SQLITE_WATCH_INTERVAL = 0.01
+SAFETY_POLL_INTERVAL = 30.0
+# Looks at the queue (claim, cancels) happen at most this often while output is flowing.
+MIN_LOOK_INTERVAL = 0.05
+MAX_DB_BACKOFF = 10.0
+READ_SIZE = 65536
+
+
+class Daemon:
+    def __init__(
+        self,
+        *,
+        max_concurrency: int | None = None,
+        thread_mode: bool = False,
+        stop_event: threading.Event | None = None,
+    ) -> None:
+        self.settings = conf.get()
+        self.capacity = max_concurrency or self.settings.MAX_CONCURRENCY
+        self.thread_mode = thread_mode
+        method = self.settings.START_METHOD
+        # Forking a threaded process can copy a lock mid-use; a web process has threads.
+        self.use_fork = method == "fork" or (method == "auto" and not thread_mode)
+        self.stop_event = stop_event or threading.Event()
+        self.selector = selectors.DefaultSelector()
+        self.processes: dict[int, TaskProcess] = {}
+        self.finishing: list[TaskProcess] = []
+        self.logs = LogWriter(self.settings.MAX_LOG_SIZE)
+        self.worker: Worker | None = None
+        self.listener: notify.PostgresListener | None = None
+        self.watcher: notify.SQLiteWatcher | None = None
+        self.look_needed = True
+        self.cancels_needed = False
+        self.stopping = False
+        self.shutdown_deadline: float | None = None
+        self.stop_now = False
+        self.signal_count = 0
+        now = time.monotonic()
+        self.next_poll = now
+        self.next_watch_look = now
+        self.next_heartbeat = now
+        self.next_maintenance = now
+        self.next_flush = now
+        self.next_due: float | None = None
+        self.db_down_since: float | None = None
+        self.db_retry_at = 0.0
+        self.db_backoff = 0.5
+        self.db_ok_since = now
+        self.wakeup_r, self.wakeup_w = os.pipe()
+        os.set_blocking(self.wakeup_r, False)
+        os.set_blocking(self.wakeup_w, False)
+        self.selector.register(self.wakeup_r, selectors.EVENT_READ, self._on_wakeup)
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Run until stopped (SIGTERM/SIGINT, ``stop()``), then shut down cleanly."""
+        self._setup()
+        try:
+            while not self._done():
+                for key, _events in self.selector.select(self._timeout()):
+                    key.data(key)
+                self._tick()
+        finally:
+            self._teardown()
+
+    def stop(self, now: bool = False) -> None:
+        """Ask the daemon to stop (from another thread or a signal handler)."""
+        self.stop_now = self.stop_now or now
+        self.stop_event.set()
+        with contextlib.suppress(BlockingIOError, OSError):
+            os.write(self.wakeup_w, b"s")
+
+    def _setup(self) -> None:
+        if not self.thread_mode and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._on_signal)
+            signal.signal(signal.SIGINT, self._on_signal)
+            signal.signal(signal.SIGCHLD, lambda *_: None)
+            signal.set_wakeup_fd(self.wakeup_w)
+            _become_subreaper()
+        self._register()
+        self._open_wakeup_channel()
+        logger.info(
+            "taskd %s started: up to %d tasks at once, %s, database %s",
+            self.worker, self.capacity, "fork" if self.use_fork else "fresh interpreters",
+            db.vendor,
+        )  # fmt: skip
+
+    def _register(self) -> None:
+        # A daemon restarted on this host recovers its dead predecessor at once rather than
+        # after WORKER_TIMEOUT.
+        self.worker = Worker.objects.create(
+            hostname=socket.gethostname(),
+            pid=os.getpid(),
+            capacity=self.capacity,
+            mode="thread" if self.thread_mode else "daemon",
+        )
+        for other in Worker.objects.filter(hostname=self.worker.hostname, stopped_at=None).exclude(
+            pk=self.worker.pk
+        ):
+            if not _pid_alive(other.pid):
+                if Worker.objects.filter(pk=other.pk, stopped_at=None).update(
+                    stopped_at=timezone.now()
+                ):
+                    transitions.end_tasks_of(
+                        other, f"Worker lost: {other} is no longer running (found at restart)."
+                    )
+
+    def _open_wakeup_channel(self) -> None:
+        if db.vendor == "postgresql":
+            try:
+                self.listener = notify.PostgresListener()
+                self.selector.register(
+                    self.listener.fileno(), selectors.EVENT_READ, self._on_notify
+                )
+            except (*DB_ERRORS, OSError) as exc:  # retried in maintenance
+                logger.warning("taskd: cannot LISTEN for wake-ups (%s); polling meanwhile", exc)
+                self.listener = None
+        elif db.vendor == "sqlite":
+            path = str(db.settings_dict["NAME"])
+            if path and path != ":memory:" and "mode=memory" not in path:
+                self.watcher = notify.SQLiteWatcher(path)
+
+    def _on_wakeup(self, key: selectors.SelectorKey) -> None:
+        # Signals (SIGCHLD, SIGTERM) and stop() write here to interrupt select().
+        try:
+            while os.read(self.wakeup_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    def _done(self) -> bool:
+        if self.stop_event.is_set() and not self.stopping:
+            self._begin_shutdown()
+        if self.stop_now and self.processes:
+            for proc in self.processes.values():
+                if not proc.exited:
+                    self._kill(proc, "Daemon stopped at once.", Status.CANCELLED, grace=0)
+        return self.stopping and not self.processes and not self.finishing
+
+    def _begin_shutdown(self) -> None:
+        self.stopping = True
+        self.shutdown_deadline = time.monotonic() + self.settings.SHUTDOWN_WAIT
+        if self.processes:
+            logger.info(
+                "taskd: stopping; waiting up to %.0f s for %d running task(s)",
+                self.settings.SHUTDOWN_WAIT, len(self.processes),
+            )  # fmt: skip
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self.signal_count += 1
+        self.stop(now=self.signal_count > 1)
+
+    def _teardown(self) -> None:
+        for proc in list(self.processes.values()):
+            proc.signal_group(signal.SIGKILL)
+        self._flush_quietly()
+        if self.worker is not None:
+            with contextlib.suppress(DatabaseError):
+                Worker.objects.filter(pk=self.worker.pk).update(stopped_at=timezone.now())
+        if self.listener is not None:
+            self.listener.close()
+        self.selector.close()
+        os.close(self.wakeup_r)
+        os.close(self.wakeup_w)
+        logger.info("taskd %s stopped", self.worker)
+
+    def _flush_quietly(self) -> None:
+        try:
+            self.logs.flush()
+        except DatabaseError as exc:
+            logger.error("taskd: could not store the last output: %s", exc)
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def _timeout(self) -> float:
+        now = time.monotonic()
+        deadlines = [self.next_heartbeat, self.next_maintenance]
+        if self.db_down_since is not None:
+            deadlines.append(self.db_retry_at)
+        else:
+            deadlines.append(self.next_poll)
+            if self.look_needed or self.cancels_needed or self.finishing:
+                deadlines.append(now)
+            if self.logs.has_pending():
+                deadlines.append(self.next_flush)
+        if self.watcher is not None:
+            deadlines.append(now + SQLITE_WATCH_INTERVAL)
+        if self.next_due is not None:
+            deadlines.append(self.next_due)
+        for proc in self.processes.values():
+            if proc.kill_deadline is not None:
+                deadlines.append(proc.kill_deadline)
+            if proc.pidfd is None and not proc.exited:
+                deadlines.append(now + 0.05)  # no pidfd: poll for the exit
+        if self.thread_mode or self.stopping:
+            deadlines.append(now + 0.2)
+        return max(0.0, min(deadlines) - now)
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        self._reap()
+        self._enforce_limits(now)
+        # Our own log writes change the SQLite files too: react at most every 50 ms.
+        if self.watcher is not None and now >= self.next_watch_look and self.watcher.changed():
+            self.next_watch_look = now + MIN_LOOK_INTERVAL
+            self.look_needed = True
+            self.cancels_needed = bool(self.processes)
+        if self.next_due is not None and now >= self.next_due:
+            self.next_due = None
+            self.look_needed = True
+        if self.db_down_since is not None and now < self.db_retry_at:
+            return
+        try:
+            self._database_work(now)
+        except DB_ERRORS as exc:
+            self._database_failed(exc)
+        else:
+            if self.db_down_since is not None:
+                logger.warning(
+                    "taskd: database reachable again after %.0f s",
+                    time.monotonic() - self.db_down_since,
+                )
+                self.db_down_since = None
+                self.db_backoff = 0.5
+                self.db_ok_since = time.monotonic()
+
+    def _database_work(self, now: float) -> None:
+        if now >= self.next_heartbeat:
+            self._heartbeat()
+        if self.logs.has_pending() and now >= self.next_flush:
+            self.logs.flush()
+            self.next_flush = now + self.settings.LOG_FLUSH_INTERVAL
+        while self.finishing:
+            self._finish(self.finishing[0])
+            self.finishing.pop(0)
+        if now >= self.next_maintenance:
+            self._maintenance()
+        if self.look_needed or self.cancels_needed or now >= self.next_poll:
+            self._look()
+
+    def _database_failed(self, exc: Exception) -> None:
+        now = time.monotonic()
+        if self.db_down_since is None:
+            self.db_down_since = now
+            logger.warning("taskd: database unavailable (%s); retrying with backoff", exc)
+        with contextlib.suppress(DatabaseError):
+            db.close()
+        if self.listener is not None:
+            self._drop_listener()
+        self.db_retry_at = now + self.db_backoff
+        self.db_backoff = min(self.db_backoff * 2, MAX_DB_BACKOFF)
+
+    # -- the queue -----------------------------------------------------------------------
+
+    def _look(self) -> None:
+        """Claim what fits, and act on cancels of our tasks."""
+        polled = time.monotonic() >= self.next_poll
+        has_channel = self.listener is not None or self.watcher is not None
+        self.next_poll = time.monotonic() + (
+            SAFETY_POLL_INTERVAL if has_channel else self.settings.POLL_INTERVAL
+        )
+        close_old_connections()
+        if self.processes and (self.cancels_needed or polled):
+            self._check_cancels()
+        self.cancels_needed = False
+        free = self.capacity - len(self.processes)
+        if self.stopping or free <= 0:
+            return
+        self.look_needed = False
+        claimed = transitions.claim(self.worker, free)  # type: ignore[arg-type]
+        for task in claimed:
+            self._start(task)
+        if len(claimed) == free:
+            self.look_needed = True  # there may be more; look again when a slot frees
+        else:
+            self._schedule_next_due()
+
+    def _schedule_next_due(self) -> None:
+        # Delayed tasks (retries, run_after) wake no one when they come due; set a timer.
+        soonest = (
+            Task.objects.scheduled()
+            .filter(run_after__gt=timezone.now())
+            .order_by("run_after")
+            .values_list("run_after", flat=True)
+            .first()
+        )
+        if soonest is not None:
+            delay = (soonest - timezone.now()).total_seconds()
+            self.next_due = time.monotonic() + max(0.0, delay)
+
+    def _check_cancels(self) -> None:
+        ids = {proc.task.pk: proc for proc in self.processes.values()}
+        for pk in Task.objects.filter(pk__in=list(ids), status=Status.REQUESTED_CANCEL).values_list(
+            "pk", flat=True
+        ):
+            proc = ids[pk]
+            if not proc.kill_reason:
+                proc.task.status = Status.REQUESTED_CANCEL
+                self._kill(proc, "Cancelled.", Status.CANCELLED)
+
+    def _on_notify(self, key: selectors.SelectorKey) -> None:
+        assert self.listener is not None
+        try:
+            payloads = self.listener.drain()
+        except (ConnectionError, *DB_ERRORS) as exc:
+            logger.warning("taskd: LISTEN connection lost (%s); reconnecting", exc)
+            self._drop_listener()
+            return
+        for payload in payloads:
+            if payload.startswith("cancel"):
+                self.cancels_needed = True
+            else:
+                self.look_needed = True
+
+    def _drop_listener(self) -> None:
+        if self.listener is None:
+            return
+        with contextlib.suppress(KeyError, ValueError, OSError):
+            self.selector.unregister(self.listener.fileno())
+        self.listener.close()
+        self.listener = None
+
+    # -- starting and watching processes -------------------------------------------------
+
+    def _start(self, task: Task) -> None:
+        assert self.worker is not None
+        self.logs.open(task)
+        try:
+            if self.use_fork:
+                keep = [self.listener] if self.listener is not None else []
+                proc = processes.fork(task, keep)
+            else:
+                proc = processes.spawn(task, self.worker.pk)
+        except OSError as exc:
+            logger.error("taskd: could not start task #%s: %s", task.pk, exc)
+            self.logs.discard(task.pk)
+            transitions.finish(task, self.worker, Status.UNSUCCESSFUL, f"Could not start: {exc}")
+            return
+        self.processes[proc.pid] = proc
+        self.selector.register(proc.output_fd, selectors.EVENT_READ, self._on_output)
+        self.selector.register(proc.control_fd, selectors.EVENT_READ, self._on_control)
+        if hasattr(os, "pidfd_open"):
+            try:
+                proc.pidfd = os.pidfd_open(proc.pid)
+                self.selector.register(proc.pidfd, selectors.EVENT_READ, self._on_exit)
+            except OSError:
+                proc.pidfd = None
+        Task.objects.filter(pk=task.pk).update(pid=proc.pid)
+        task.pid = proc.pid
+        if task.status == Status.REQUESTED_CANCEL:
+            self._kill(proc, "Cancelled.", Status.CANCELLED)
+        if signals.task_started.has_listeners():
+            signals.task_started.send(Task, task=task, object=task.target)
+
+    def _proc_for_fd(self, fd: int, attr: str) -> TaskProcess | None:
+        for proc in list(self.processes.values()) + self.finishing:
+            if getattr(proc, attr) == fd:
+                return proc
+        return None
+
+    def _on_output(self, key: selectors.SelectorKey) -> None:
+        proc = self._proc_for_fd(key.fd, "output_fd")
+        if proc is not None:
+            self._read_output(proc)
+
+    def _read_output(self, proc: TaskProcess) -> None:
+        if proc.output_closed:
+            return
+        while True:
+            try:
+                data = os.read(proc.output_fd, READ_SIZE)
+            except BlockingIOError:
+                return
+            if not data:
+                self.logs.append(proc.task.pk, proc.decoder.decode(b"", final=True))
+                self._close_fd(proc, "output")
+                return
+            self.logs.append(proc.task.pk, proc.decoder.decode(data))
+
+    def _on_control(self, key: selectors.SelectorKey) -> None:
+        proc = self._proc_for_fd(key.fd, "control_fd")
+        if proc is not None:
+            self._read_control(proc)
+
+    def _read_control(self, proc: TaskProcess) -> None:
+        if proc.control_closed:
+            return
+        while True:
+            try:
+                data = os.read(proc.control_fd, READ_SIZE)
+            except BlockingIOError:
+                break
+            if not data:
+                self._close_fd(proc, "control")
+                break
+            proc.control_buffer += data
+        *lines, proc.control_buffer = proc.control_buffer.split(b"\n")
+        for line in lines:
+            try:
+                message = json.loads(line)
+            except ValueError:
+                continue  # a task can write anything to its own pipe; ignore junk
+            if isinstance(message, dict):
+                if isinstance(message.get("progress"), dict):
+                    proc.progress = message["progress"]
+                    self._save_progress(proc)
+                if isinstance(message.get("reason"), str):
+                    proc.reason = message["reason"][:2000]
+
+    def _save_progress(self, proc: TaskProcess) -> None:
+        progress = proc.progress or {}
+        try:
+            current = int(progress.get("current") or 0)
+            total = progress.get("total")
+            total = None if total is None else int(total)
+        except (TypeError, ValueError):
+            return
+        fields = {
+            "progress_current": current,
+            "progress_total": total,
+            "progress_message": str(progress.get("message", ""))[:255],
+        }
+        try:
+            Task.objects.filter(pk=proc.task.pk).update(**fields)
+        except DB_ERRORS:
+            pass  # the final progress is written again when the task finishes
+        for name, value in fields.items():
+            setattr(proc.task, name, value)
+
+    def _close_fd(self, proc: TaskProcess, which: str) -> None:
+        fd = proc.output_fd if which == "output" else proc.control_fd
+        with contextlib.suppress(KeyError, ValueError):
+            self.selector.unregister(fd)
+        os.close(fd)
+        setattr(proc, f"{which}_closed", True)
+
+    def _on_exit(self, key: selectors.SelectorKey) -> None:
+        self._reap()
+
+    def _reap(self) -> None:
+        if not self.thread_mode:
+            # We are a subreaper: orphans of task processes are reparented to us. Reap them.
+            while True:
+                try:
+                    pid, status = os.waitpid(-1, os.WNOHANG)
+                except ChildProcessError:
+                    break
+                if pid == 0:
+                    break
+                if pid in self.processes:
+                    self._exited(self.processes[pid], status)
+        else:
+            for proc in list(self.processes.values()):
+                try:
+                    pid, status = os.waitpid(proc.pid, os.WNOHANG)
+                except ChildProcessError:
+                    continue
+                if pid:
+                    self._exited(proc, status)
+
+    def _exited(self, proc: TaskProcess, status: int) -> None:
+        proc.exit_status = status
+        if proc.popen is not None:
+            proc.popen.returncode = os.waitstatus_to_exitcode(status)
+        # Whatever the task left in its group dies with it; its output is read to the end.
+        proc.signal_group(signal.SIGKILL)
+        _kill_escaped(proc.task.pk)
+        self._read_output(proc)
+        self._read_control(proc)
+        if proc.pidfd is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                self.selector.unregister(proc.pidfd)
+            os.close(proc.pidfd)
+            proc.pidfd = None
+        del self.processes[proc.pid]
+        self.finishing.append(proc)
+        self.look_needed = True
+
+    def _finish(self, proc: TaskProcess) -> None:
+        """Store the rest of the log, then the final status: a final status means a full log."""
+        assert self.worker is not None
+        assert proc.exit_status is not None
+        for which in ("output", "control"):
+            if not getattr(proc, f"{which}_closed"):
+                self._close_fd(proc, which)  # an escaped descendant may hold it open
+        task = proc.task
+        if proc.log_size is None:  # a retry after a database error must not close twice
+            proc.log_size = self.logs.close(task.pk)
+        size = proc.log_size
+        if proc.kill_status:
+            status, reason = proc.kill_status, proc.kill_reason
+        else:
+            ok, exit_reason = processes.describe_exit(proc.exit_status)
+            status = Status.SUCCESSFUL if ok else Status.UNSUCCESSFUL
+            reason = proc.reason or exit_reason
+        Task.objects.filter(pk=task.pk).update(log_size=size)
+        task.log_size = size
+        if transitions.finish(task, self.worker, status, reason):
+            if signals.task_completed.has_listeners():
+                signals.task_completed.send(Task, task=task, object=task.target)
+        else:
+            logger.warning("taskd: task #%s was no longer ours when it ended", task.pk)
+        logger.info("task #%s %s %s", task.pk, task.name, status)
+
+    def _kill(
+        self, proc: TaskProcess, reason: str, status: str, grace: float | None = None
+    ) -> None:
+        if proc.kill_reason and grace != 0:
+            return
+        proc.kill_reason, proc.kill_status = reason, status
+        if grace == 0:
+            proc.signal_group(signal.SIGKILL)
+            proc.kill_deadline = None
+            return
+        proc.signal_group(signal.SIGTERM)
+        proc.kill_deadline = time.monotonic() + (
+            self.settings.CANCEL_GRACE if grace is None else grace
+        )
+
+    def _enforce_limits(self, now: float) -> None:
+        for proc in list(self.processes.values()):
+            if proc.exited:
+                continue
+            if proc.kill_deadline is not None and now >= proc.kill_deadline:
+                proc.signal_group(signal.SIGKILL)
+                proc.kill_deadline = None
+                continue
+            definition = proc.task.definition
+            timeout = (definition.timeout if definition else None) or self.settings.DEFAULT_TIMEOUT
+            if timeout and now - proc.started > timeout and not proc.kill_reason:
+                self._kill(proc, f"Timed out after {timeout:g} s.", Status.UNSUCCESSFUL)
+            if self.stopping and self.shutdown_deadline and now >= self.shutdown_deadline:
+                self._kill(proc, "Cancelled: the daemon was shut down.", Status.CANCELLED)
+
+    # -- heartbeats and recovery ---------------------------------------------------------
+
+    def _heartbeat(self) -> None:
+        assert self.worker is not None
+        now = time.monotonic()
+        self.next_heartbeat = now + self.settings.HEARTBEAT_INTERVAL
+        alive = Worker.objects.filter(pk=self.worker.pk, stopped_at__isnull=True).update(
+            last_seen=timezone.now()
+        )
+        if not alive:
+            # Another daemon declared us lost and ended our tasks: their processes must not
+            # run on unsupervised (a retry may already run elsewhere). Fence ourselves.
+            logger.error("taskd %s was declared lost; killing its tasks and re-registering",
+                         self.worker)  # fmt: skip
+            for proc in self.processes.values():
+                self._kill(proc, "Worker lost.", Status.UNSUCCESSFUL, grace=0)
+            self._register()
+
+    def _maintenance(self) -> None:
+        now = time.monotonic()
+        self.next_maintenance = now + max(self.settings.WORKER_TIMEOUT / 3, 1.0)
+        if self.listener is None and db.vendor == "postgresql" and not self.thread_mode:
+            self._open_wakeup_channel()
+        # Right after an outage every daemon's heartbeat is stale: give them time to beat.
+        if now - self.db_ok_since >= self.settings.WORKER_TIMEOUT:
+            if transitions.recover_lost_workers():
+                self.look_needed = True
+        transitions.fail_orphaned_dependents()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _become_subreaper() -> None:
+    """Linux: orphaned descendants of our tasks are reparented to us, so we can kill them."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import ctypes.util
+
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+
+
+def _kill_escaped(task_id: int) -> None:
+    """Kill descendants of a finished task that left its process group (setsid).
+
+    They were reparented to this daemon (a subreaper) when their parent died; the task id
+    they inherited in their environment says whose they are. Only our own children are
+    looked at, so nothing we did not start is ever signalled.
+    """
+    marker = f"{conf.TASK_ID_ENV}={task_id}".encode()
+    path = f"/proc/self/task/{threading.get_native_id()}/children"
+    try:
+        with open(path) as f:
+            children = [int(pid) for pid in f.read().split()]
+    except OSError:
+        return
+    for pid in children:
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                environ = f.read().split(b"\x00")
+        except OSError:
+            continue
+        if marker in environ:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(os.getpgid(pid), signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)

@@ -1,0 +1,234 @@
+"""The ``@task`` decorator for parameterless model methods and module-level functions.
+
+Calling a decorated method or function never runs it: it returns the current ``Task``
+(``obj.import_rows()``), which ``.run()`` schedules.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from django.db.models.signals import class_prepared
+
+from djangotasks.registry import TaskDefinition, registry
+
+if TYPE_CHECKING:
+    from django.db.models import Model
+
+    from djangotasks.models import Task
+
+OPTIONS = ("label", "timeout", "memory_limit", "priority", "retries", "retry_delay")
+
+
+def task(*args: Any, **options: Any) -> Any:
+    """Register a task. Use as ``@task``, ``@task(dep, ...)`` or ``@task(dep, label=...)``.
+
+    Dependencies are other @task methods of the same model (or their names as strings, for
+    forward references) and @task functions.
+    """
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise TypeError(f"@task got unknown option(s) {', '.join(unknown)}; known: {OPTIONS}")
+    _check_options(options)
+    if len(args) == 1 and inspect.isfunction(args[0]) and not options:
+        return _make(args[0], (), {})
+    for dependency in args:
+        if not isinstance(dependency, TaskMethod | TaskFunction | str):
+            raise TypeError(
+                f"@task dependencies must be @task methods, @task functions or method names, "
+                f"not {dependency!r}. Did you forget @task on it?"
+            )
+
+    def decorator(func: Callable[..., Any]) -> TaskMethod | TaskFunction:
+        return _make(func, args, options)
+
+    return decorator
+
+
+def _check_options(options: dict[str, Any]) -> None:
+    for name in ("timeout", "retry_delay"):
+        value = options.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise TypeError(f"@task({name}=...) must be a number of seconds, not {value!r}")
+        if value is not None and value <= 0:
+            raise TypeError(f"@task({name}=...) must be positive, not {value!r}")
+    for name in ("retries", "priority", "memory_limit"):
+        value = options.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise TypeError(f"@task({name}=...) must be an integer, not {value!r}")
+    if options.get("retries", 0) < 0:
+        raise TypeError("@task(retries=...) cannot be negative")
+
+
+def _make(func: Callable[..., Any], dependencies: tuple[Any, ...], options: dict[str, Any]) -> Any:
+    if not inspect.isfunction(func):
+        raise TypeError(f"@task decorates functions and methods, not {func!r}")
+    qualname = func.__qualname__
+    if "<locals>" in qualname:
+        raise TypeError(f"@task {qualname}: tasks must be defined at module or class level")
+    parameters = list(inspect.signature(func).parameters.values())
+    if "." in qualname:
+        if len(parameters) != 1 or parameters[0].kind not in (
+            inspect.Parameter.POSITIONAL_ONLY,
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        ):
+            raise TypeError(
+                f"@task method {qualname} must take no parameters besides self; a task runs "
+                f"later in another process, so store its inputs on the model instead."
+            )
+        return TaskMethod(func, dependencies, options)
+    if parameters:
+        raise TypeError(
+            f"@task function {qualname} must take no parameters; a task runs later in "
+            f"another process. For tasks with arguments use Django's tasks framework with "
+            f"the djangotasks backend."
+        )
+    return TaskFunction(func, dependencies, options)
+
+
+def _default_label(func: Callable[..., Any]) -> str:
+    return func.__name__.replace("_", " ").strip().capitalize()
+
+
+def _definition_kwargs(func: Callable[..., Any], options: dict[str, Any]) -> dict[str, Any]:
+    kwargs = dict(options)
+    kwargs["label"] = str(options.get("label") or _default_label(func))
+    return kwargs
+
+
+class TaskFunction:
+    """A registered module-level function. ``f()`` returns its current Task."""
+
+    def __init__(
+        self, func: Callable[[], Any], dependencies: tuple[Any, ...], options: dict[str, Any]
+    ) -> None:
+        functools.update_wrapper(self, func)
+        self.func = func
+        names = []
+        for dependency in dependencies:
+            if not isinstance(dependency, TaskFunction):
+                raise TypeError(
+                    f"@task function {func.__qualname__} can only depend on other @task "
+                    f"functions, not {dependency!r}: it has no object to run methods on."
+                )
+            names.append(dependency.definition.name)
+        self.definition = TaskDefinition(
+            name=f"{func.__module__}.{func.__qualname__}",
+            func=func,
+            dependencies=tuple(names),
+            **_definition_kwargs(func, options),
+        )
+        registry.register(self.definition)
+
+    def __call__(self) -> Task:
+        return self.definition.current(None)
+
+    def run(self) -> Task:
+        """Shortcut for ``f().run()``."""
+        return self().run()
+
+    def __repr__(self) -> str:
+        return f"<@task {self.definition.name}>"
+
+
+class TaskMethod:
+    """A @task model method. ``obj.method()`` returns the current Task of ``obj``.
+
+    Registration happens when the model class is prepared (``class_prepared``), once for
+    every concrete model that has the method, including subclasses of abstract models.
+    """
+
+    def __init__(
+        self, func: Callable[[Any], Any], dependencies: tuple[Any, ...], options: dict[str, Any]
+    ) -> None:
+        functools.update_wrapper(self, func)
+        self.func = func
+        self.dependencies = dependencies
+        self.options = options
+        self.attname = func.__name__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        # Django models take the contribute_to_class() path instead, so reaching this means
+        # the class is not a model: there would be no object to store the task against.
+        raise TypeError(f"@task method {owner.__qualname__}.{name} must be on a Django model")
+
+    def contribute_to_class(self, cls: type[Model], name: str) -> None:
+        self.attname = name
+        setattr(cls, name, self)
+
+    def __get__(self, instance: Model | None, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        return BoundTaskMethod(self, instance)
+
+    def definition_for(self, model: type[Model]) -> TaskDefinition:
+        return registry.get(f"{model._meta.label}.{self.attname}")
+
+    def __repr__(self) -> str:
+        return f"<@task method {self.func.__qualname__}>"
+
+
+class BoundTaskMethod:
+    """``obj.import_rows``: call it to get the current Task of ``obj``."""
+
+    def __init__(self, method: TaskMethod, instance: Model) -> None:
+        self.method = method
+        self.instance = instance
+        functools.update_wrapper(self, method.func)
+
+    @property
+    def definition(self) -> TaskDefinition:
+        return self.method.definition_for(type(self.instance))
+
+    def __call__(self) -> Task:
+        return self.definition.current(self.instance)
+
+    def run(self) -> Task:
+        """Shortcut for ``obj.method().run()``."""
+        return self().run()
+
+
+def _dependency_name(model: type[Model], method: TaskMethod, dependency: Any) -> str:
+    if isinstance(dependency, TaskFunction):
+        return dependency.definition.name
+    attname = dependency.attname if isinstance(dependency, TaskMethod) else dependency
+    candidate = getattr(model, attname, None)
+    if not isinstance(candidate, TaskMethod) or (
+        isinstance(dependency, TaskMethod) and candidate is not dependency
+    ):
+        raise TypeError(
+            f"@task {model.__name__}.{method.attname} depends on {dependency!r}, which is not "
+            f"a @task method of {model.__name__}"
+        )
+    return f"{model._meta.label}.{attname}"
+
+
+def register_model_tasks(sender: type[Model], **kwargs: Any) -> None:
+    if sender._meta.abstract:
+        return
+    methods = {}
+    for klass in reversed(sender.__mro__):
+        for name, value in vars(klass).items():
+            if isinstance(value, TaskMethod):
+                methods[name] = value
+            elif name in methods:
+                del methods[name]  # overridden by something that is not a task
+    for method in methods.values():
+        registry.register(
+            TaskDefinition(
+                name=f"{sender._meta.label}.{method.attname}",
+                func=method.func,
+                model=sender,
+                attname=method.attname,
+                dependencies=tuple(
+                    _dependency_name(sender, method, d) for d in method.dependencies
+                ),
+                **_definition_kwargs(method.func, method.options),
+            )
+        )
+
+
+class_prepared.connect(register_model_tasks, dispatch_uid="djangotasks.register_model_tasks")

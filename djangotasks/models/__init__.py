@@ -1,0 +1,7 @@
+from __future__ import annotations
+
+from djangotasks.models.log import TaskLogChunk
+from djangotasks.models.task import Progress, Task, TaskQuerySet
+from djangotasks.models.worker import Worker
+
+__all__ = ["Progress", "Task", "TaskLogChunk", "TaskQuerySet", "Worker"]

@@ -1,0 +1,327 @@
+"""Every status change of a task, each one conditional UPDATE (compare-and-set).
+
+Views, commands and the daemon call these functions and never write ``status`` themselves,
+so two daemons, a cancel and a finish can never overwrite each other: whoever's UPDATE
+matches the expected status wins, the others see 0 rows and re-read.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from djangotasks import notify, signals
+from djangotasks.exceptions import InvalidTransition
+from djangotasks.models.task import Task, live_key
+from djangotasks.models.worker import Worker
+from djangotasks.registry import TaskDefinition
+from djangotasks.statuses import ACTIVE, FAILED, FINISHED, PENDING, Status
+
+if TYPE_CHECKING:
+    from django.db.models import Model
+
+logger = logging.getLogger("djangotasks")
+
+# Compare-and-set loops retry when another process changed the row in between; more than a
+# handful of rounds means something keeps rewriting the row, which is a bug worth an error.
+MAX_CAS_ROUNDS = 10
+
+
+def _announce(task: Task, old: str, new: str) -> None:
+    # Listeners must never see a change that a rollback undid, so send after commit.
+    def send() -> None:
+        signals.task_status_changed.send(Task, task=task, old_status=old, new_status=new)
+
+    transaction.on_commit(send)
+
+
+def _cas(task: Task, expected: Iterable[str], new: str, **fields: Any) -> bool:
+    """Set ``task``'s status to ``new`` if it is still one of ``expected``; True if it was."""
+    changed = Task.objects.filter(pk=task.pk, status__in=list(expected)).update(
+        status=new, **fields
+    )
+    if changed:
+        old = task.status
+        task.status = new
+        for name, value in fields.items():
+            setattr(task, name, value)
+        _announce(task, old, new)
+    return bool(changed)
+
+
+# -- scheduling --------------------------------------------------------------------------
+
+
+def schedule(definition: TaskDefinition, target: Model | None) -> Task:
+    """Schedule ``definition`` on ``target`` after its dependencies; return the live Task."""
+    with transaction.atomic():
+        task = _schedule(definition, target, ())
+        notify.wake_workers("run")
+    return task
+
+
+def _schedule(definition: TaskDefinition, target: Model | None, chain: tuple[str, ...]) -> Task:
+    dependencies = []
+    for dependency in definition.dependency_definitions():
+        dependency_target = target if dependency.is_method else None
+        current = dependency.current(dependency_target)
+        if current.status != Status.SUCCESSFUL:
+            current = _schedule(dependency, dependency_target, (*chain, definition.name))
+        dependencies.append(current)
+    return _create_or_get_live(definition, target, dependencies)
+
+
+def _create_or_get_live(
+    definition: TaskDefinition, target: Model | None, dependencies: list[Task]
+) -> Task:
+    template = definition.current(target)
+    key = live_key(definition.name, template.object_id)
+    for _round in range(MAX_CAS_ROUNDS):
+        existing = Task.objects.filter(live_key=key).first()
+        if existing is not None and existing.status in PENDING:
+            return existing
+        if existing is not None and not _archive(existing):
+            continue  # someone else archived or changed it meanwhile: look again
+        task = Task(
+            name=definition.name,
+            content_type=template.content_type,
+            object_id=template.object_id,
+            live_key=key,
+            status=Status.SCHEDULED,
+            priority=definition.priority,
+        )
+        try:
+            with transaction.atomic():
+                task.save()
+                task.dependencies.set(dependencies)
+        except IntegrityError:
+            continue  # a concurrent run() created the live row first: return that one
+        if target is not None:
+            task.__dict__["target"] = target
+        _announce(task, Status.DEFINED, Status.SCHEDULED)
+        return task
+    raise RuntimeError(f"Could not schedule {definition.name}: the live row kept changing")
+
+
+def _archive(task: Task) -> bool:
+    """Turn a finished live row into history, if nobody did so meanwhile."""
+    return bool(
+        Task.objects.filter(pk=task.pk, live_key=task.live_key, status=task.status).update(
+            live_key=None, archived=True
+        )
+    )
+
+
+# -- cancelling --------------------------------------------------------------------------
+
+
+def cancel(task: Task) -> None:
+    if task.pk is None:
+        raise InvalidTransition(f"{task.label} has never been run; there is nothing to cancel.")
+    for _round in range(MAX_CAS_ROUNDS):
+        if task.status == Status.REQUESTED_CANCEL:
+            return
+        if task.status in FINISHED:
+            raise InvalidTransition(
+                f"Task #{task.pk} ({task.label}) already finished ({task.status}); "
+                "there is nothing to cancel."
+            )
+        if task.status == Status.SCHEDULED:
+            with transaction.atomic():
+                if _cas(
+                    task,
+                    [Status.SCHEDULED],
+                    Status.CANCELLED,
+                    end_date=timezone.now(),
+                    reason="Cancelled before it started.",
+                ):
+                    fail_dependents([task])
+                    return
+        elif task.status == Status.RUNNING:
+            with transaction.atomic():
+                if _cas(task, [Status.RUNNING], Status.REQUESTED_CANCEL):
+                    # The owning daemon kills the process group; it records "cancelled"
+                    # only once the processes are gone.
+                    notify.wake_workers(f"cancel {task.pk}")
+                    return
+        task.refresh_from_db(fields=["status"])
+    raise RuntimeError(f"Could not cancel task #{task.pk}: its status kept changing")
+
+
+# -- the daemon's side -------------------------------------------------------------------
+
+
+def claim(worker: Worker, limit: int) -> list[Task]:
+    """Atomically take up to ``limit`` runnable tasks for ``worker``: priority, then FIFO."""
+    from django.db import connection
+
+    if limit <= 0:
+        return []
+    now = timezone.now()
+    with transaction.atomic():
+        candidates = Task.objects.claimable(now).order_by("-priority", "id")
+        if connection.features.has_select_for_update_skip_locked:
+            # Two daemons skip each other's rows instead of queueing behind them.
+            candidates = candidates.select_for_update(skip_locked=True)
+        ids = list(candidates.values_list("pk", flat=True)[:limit])
+        if not ids:
+            return []
+        # On SQLite there are no row locks; the status condition makes the update a CAS, and
+        # the IMMEDIATE transaction serialises claimers.
+        Task.objects.filter(pk__in=ids, status=Status.SCHEDULED).update(
+            status=Status.RUNNING, worker=worker, start_date=now, end_date=None, pid=None
+        )
+        tasks = list(
+            Task.objects.filter(pk__in=ids, status=Status.RUNNING, worker=worker)
+            .select_related("content_type")
+            .order_by("-priority", "id")
+        )
+        for task in tasks:
+            _announce(task, Status.SCHEDULED, Status.RUNNING)
+    return tasks
+
+
+def finish(task: Task, worker: Worker, status: str, reason: str = "", result: Any = None) -> bool:
+    """Record the end of a task this worker ran. False if it was no longer this worker's.
+
+    A failure of a task that allows retries schedules the next attempt; any other failure
+    fails the tasks waiting on it.
+    """
+    assert status in FINISHED, status
+    now = timezone.now()
+    with transaction.atomic():
+        changed = Task.objects.filter(pk=task.pk, worker=worker, status__in=ACTIVE).update(
+            status=status, reason=reason, end_date=now, result=result
+        )
+        if not changed:
+            return False
+        old = task.status
+        task.status, task.reason, task.end_date, task.result = status, reason, now, result
+        _announce(task, old, status)
+        _after_failure(task, status)
+    return True
+
+
+def _after_failure(task: Task, status: str) -> None:
+    if status == Status.UNSUCCESSFUL and _retry(task):
+        return
+    if status in FAILED:
+        fail_dependents([task])
+
+
+def _retry(task: Task) -> bool:
+    definition = task.definition
+    if definition is None or task.attempt > definition.retries or task.live_key is None:
+        return False
+    if not _archive(task):
+        return False
+    delay = definition.retry_delay * (2 ** (task.attempt - 1))
+    retry = Task.objects.create(
+        name=task.name,
+        content_type_id=task.content_type_id,
+        object_id=task.object_id,
+        live_key=task.live_key,
+        status=Status.SCHEDULED,
+        priority=task.priority,
+        queue_name=task.queue_name,
+        arguments=task.arguments,
+        attempt=task.attempt + 1,
+        run_after=timezone.now() + timedelta(seconds=delay),
+    )
+    retry.dependencies.set(task.dependencies.all())
+    # Tasks that waited on the failed attempt wait on the retry instead.
+    Task.dependencies.through.objects.filter(to_task=task).update(to_task=retry)
+    _announce(retry, Status.DEFINED, Status.SCHEDULED)
+    logger.info(
+        "task #%s (%s) failed; attempt %s of %s scheduled as task #%s in %.0f s",
+        task.pk, task.name, retry.attempt, definition.retries + 1, retry.pk, delay,
+    )  # fmt: skip
+    return True
+
+
+def fail_dependents(failed: list[Task]) -> None:
+    """Fail every scheduled task that waits (directly or not) on a failed or cancelled one."""
+    while failed:
+        next_round = []
+        for dependency in failed:
+            waiting = Task.objects.filter(status=Status.SCHEDULED, dependencies=dependency)
+            for dependent in waiting:
+                reason = (
+                    f"Dependency {dependency.label!r} (task #{dependency.pk}) "
+                    f"{dependency.get_status_display().lower()}"
+                    + (f": {dependency.reason}" if dependency.reason else ".")
+                )
+                if _cas(
+                    dependent,
+                    [Status.SCHEDULED],
+                    Status.UNSUCCESSFUL,
+                    end_date=timezone.now(),
+                    reason=reason,
+                ):
+                    next_round.append(dependent)
+        failed = next_round
+
+
+def fail_orphaned_dependents() -> int:
+    """Safety net: fail scheduled tasks whose dependency failed without cascading.
+
+    A crash between a dependency's failure and its cascade would otherwise leave them
+    scheduled forever.
+    """
+    stuck = list(
+        Task.objects.filter(dependencies__status__in=FAILED)
+        .filter(status=Status.SCHEDULED)
+        .values_list("dependencies", flat=True)
+        .distinct()
+    )
+    dependencies = list(Task.objects.filter(pk__in=stuck, status__in=FAILED))
+    fail_dependents(dependencies)
+    return len(dependencies)
+
+
+def recover_lost_workers(reason_prefix: str = "Worker lost") -> int:
+    """Fence off daemons that stopped beating and end (or retry) the tasks they owned."""
+    recovered = 0
+    now = timezone.now()
+    for worker in Worker.objects.lost():
+        # Conditional on the heartbeat we read: a daemon that beats again meanwhile stays.
+        fenced = Worker.objects.filter(
+            pk=worker.pk, stopped_at__isnull=True, last_seen=worker.last_seen
+        ).update(stopped_at=now)
+        if fenced:
+            last = f"{worker.last_seen:%Y-%m-%d %H:%M:%S}"
+            reason = f"{reason_prefix}: {worker} stopped sending heartbeats (last at {last})."
+            recovered += end_tasks_of(worker, reason)
+    # Running tasks whose worker row was deleted have nobody to finish them either.
+    for task in Task.objects.filter(status__in=ACTIVE, worker__isnull=True):
+        with transaction.atomic():
+            if _cas(task, ACTIVE, Status.UNSUCCESSFUL, end_date=now, reason=reason_prefix + "."):
+                _after_failure(task, Status.UNSUCCESSFUL)
+                recovered += 1
+    return recovered
+
+
+def end_tasks_of(worker: Worker, reason: str) -> int:
+    """Mark the tasks ``worker`` was running as unsuccessful (or retry them)."""
+    ended = 0
+    for task in Task.objects.filter(worker=worker, status__in=ACTIVE):
+        if finish(task, worker, Status.UNSUCCESSFUL, reason):
+            ended += 1
+    return ended
+
+
+__all__ = [
+    "cancel",
+    "claim",
+    "end_tasks_of",
+    "fail_dependents",
+    "fail_orphaned_dependents",
+    "finish",
+    "recover_lost_workers",
+    "schedule",
+]

@@ -1,0 +1,112 @@
+"""Settings for the test suite. ``DJANGOTASKS_TEST_DB`` picks sqlite (default), postgres or mysql.
+
+Daemons started by a test run in other processes; they get the test database's name in
+``DJANGOTASKS_DB_NAME`` (Django renames the database only inside the test process).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent
+VAR = Path(os.environ.get("DJANGOTASKS_TEST_VAR", BASE_DIR / "var"))
+VAR.mkdir(exist_ok=True)
+
+SECRET_KEY = "tests-only-not-secret"
+DEBUG = False
+USE_TZ = True
+TIME_ZONE = "UTC"
+ALLOWED_HOSTS = ["*"]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "djangotasks",
+    "tests",
+]
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+ROOT_URLCONF = "tests.urls"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+STATIC_URL = "/static/"
+
+DB = os.environ.get("DJANGOTASKS_TEST_DB", "sqlite")
+DB_NAME = os.environ.get("DJANGOTASKS_DB_NAME")
+if DB == "postgres":
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": DB_NAME or "djangotasks",
+            "USER": os.environ.get("PGUSER", "postgres"),
+            "HOST": os.environ.get("PGHOST", "127.0.0.1"),
+            "PORT": os.environ.get("PGPORT", "5432"),
+        }
+    }
+elif DB == "mysql":
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.mysql",
+            "NAME": DB_NAME or "djangotasks",
+            "USER": os.environ.get("MYSQL_USER", "root"),
+            "HOST": os.environ.get("MYSQL_HOST", "127.0.0.1"),
+            "PORT": os.environ.get("MYSQL_PORT", "3306"),
+            "OPTIONS": {"charset": "utf8mb4"},
+            "TEST": {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"},
+        }
+    }
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": DB_NAME or str(VAR / "db.sqlite3"),
+            "OPTIONS": {
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 20,
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
+            },
+            # A file, not memory: daemons and task processes must see the test database.
+            "TEST": {"NAME": str(VAR / "test.sqlite3")},
+        }
+    }
+
+DJANGOTASKS = {
+    "HEARTBEAT_INTERVAL": float(os.environ.get("DJANGOTASKS_HEARTBEAT", "1")),
+    "WORKER_TIMEOUT": float(os.environ.get("DJANGOTASKS_WORKER_TIMEOUT", "30")),
+    "CANCEL_GRACE": 2.0,
+    "POLL_INTERVAL": 0.2,
+    "SHUTDOWN_WAIT": float(os.environ.get("DJANGOTASKS_SHUTDOWN_WAIT", "30")),
+    "PIDFILE": os.environ.get("DJANGOTASKS_PIDFILE") or None,
+}
+DJANGOTASK_DAEMON_THREAD = os.environ.get("DJANGOTASKS_THREAD") == "1"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {"djangotasks": {"handlers": ["console"], "level": "INFO", "propagate": False}},
+}
