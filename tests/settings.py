@@ -57,12 +57,15 @@ STATIC_URL = "/static/"
 
 DB = os.environ.get("DJANGOTASKS_TEST_DB", "sqlite")
 DB_NAME = os.environ.get("DJANGOTASKS_DB_NAME")
+# One test database per test run, so that two runs on one machine never share one.
+RUN = os.getpid()
 if DB == "postgres":
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.postgresql",
             "NAME": DB_NAME or "djangotasks",
             "USER": os.environ.get("PGUSER", "postgres"),
+            "TEST": {"NAME": f"test_djangotasks_{RUN}"},
             "HOST": os.environ.get("PGHOST", "127.0.0.1"),
             "PORT": os.environ.get("PGPORT", "5432"),
         }
@@ -76,7 +79,11 @@ elif DB == "mysql":
             "HOST": os.environ.get("MYSQL_HOST", "127.0.0.1"),
             "PORT": os.environ.get("MYSQL_PORT", "3306"),
             "OPTIONS": {"charset": "utf8mb4"},
-            "TEST": {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"},
+            "TEST": {
+                "NAME": f"test_djangotasks_{RUN}",
+                "CHARSET": "utf8mb4",
+                "COLLATION": "utf8mb4_unicode_ci",
+            },
         }
     }
 else:
@@ -90,7 +97,7 @@ else:
                 "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
             },
             # A file, not memory: daemons and task processes must see the test database.
-            "TEST": {"NAME": str(VAR / "test.sqlite3")},
+            "TEST": {"NAME": str(VAR / f"test-{RUN}.sqlite3")},
         }
     }
 
