@@ -157,3 +157,7 @@ class Job(models.Model):
     @task(step_two, label="Step three")
     def step_three(self) -> None:
         print("step three of", self.pk)
+
+
+# The fault-injection suite's own fixture models and tasks live in their own module.
+from tests.faulty import *  # noqa: E402, F403
