@@ -1,0 +1,52 @@
+# The two commands of the README: `make demo` and `make test`. Each sets up what it needs
+# (scripts/bootstrap.sh: system packages when root, .venv, the package with its extras).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+VENV ?= .venv
+PY := $(VENV)/bin/python
+RUFF := $(VENV)/bin/ruff
+# Extra pytest arguments, e.g. `make test PYTEST_ARGS="-k cancel -x"`.
+PYTEST_ARGS ?=
+# Arguments of the benchmark, e.g. `make bench BENCH_ARGS="--db postgres --runs 20"`.
+BENCH_ARGS ?=
+FAST := -m "not slow"
+
+.PHONY: venv venv-bench gates test test-postgres test-mysql test-all demo bench clean
+
+venv:
+	scripts/bootstrap.sh
+
+venv-bench:
+	EXTRAS=postgres,mysql,test,bench scripts/bootstrap.sh
+
+# Checks that need no database server: system checks, migrations in step with the models, lint.
+gates: venv
+	$(PY) -W error -m django check --settings=tests.settings --fail-level WARNING
+	$(PY) -W error -m django makemigrations --check --dry-run --settings=tests.settings
+	$(RUFF) check .
+	$(RUFF) format --check .
+
+test: gates
+	$(PY) -m pytest $(FAST) $(PYTEST_ARGS)
+
+test-postgres: venv
+	DJANGOTASKS_TEST_DB=postgres $(PY) -m pytest $(FAST) $(PYTEST_ARGS)
+
+test-mysql: venv
+	DJANGOTASKS_TEST_DB=mysql $(PY) -m pytest $(FAST) $(PYTEST_ARGS)
+
+# Every database, slow tests included.
+test-all: gates
+	$(PY) -m pytest $(PYTEST_ARGS)
+	DJANGOTASKS_TEST_DB=postgres $(PY) -m pytest $(PYTEST_ARGS)
+	DJANGOTASKS_TEST_DB=mysql $(PY) -m pytest $(PYTEST_ARGS)
+
+demo: venv
+	$(PY) demo/manage.py rundemo
+
+bench: venv-bench
+	$(PY) -m bench.run $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) tests/var demo/var .pytest_cache .ruff_cache
