@@ -67,10 +67,10 @@ def _make(func: Callable[..., Any], dependencies: tuple[Any, ...], options: dict
     if not inspect.isfunction(func):
         raise TypeError(f"@task decorates functions and methods, not {func!r}")
     qualname = func.__qualname__
-    if "<locals>" in qualname:
-        raise TypeError(f"@task {qualname}: tasks must be defined at module or class level")
     parameters = list(inspect.signature(func).parameters.values())
-    if "." in qualname:
+    # "Model.method" is a method; "outer.<locals>.f" is a function nested in a function.
+    is_method = "." in qualname and not qualname.rsplit(".", 1)[0].endswith("<locals>")
+    if is_method:
         if len(parameters) != 1 or parameters[0].kind not in (
             inspect.Parameter.POSITIONAL_ONLY,
             inspect.Parameter.POSITIONAL_OR_KEYWORD,
@@ -86,6 +86,8 @@ def _make(func: Callable[..., Any], dependencies: tuple[Any, ...], options: dict
             f"another process. For tasks with arguments use Django's tasks framework with "
             f"the djangotasks backend."
         )
+    if "." in qualname:
+        raise TypeError(f"@task {qualname}: tasks must be defined at module or class level")
     return TaskFunction(func, dependencies, options)
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from djangotasks import task
+import os
+
+from djangotasks import signals, task
 
 
 @task
@@ -13,3 +15,19 @@ def nightly_cleanup() -> None:
 @task(nightly_cleanup)
 def after_cleanup() -> None:
     print("after cleanup")
+
+
+def _record_signal(name: str):
+    def receiver(sender, task, object, **kwargs):
+        path = os.environ.get("DJANGOTASKS_SIGNAL_LOG")
+        if path:
+            with open(path, "a") as f:
+                f.write(f"{name} {task.pk} {task.status} {object!s} {os.getpid()}\n")
+
+    return receiver
+
+
+# Daemons started with DJANGOTASKS_SIGNAL_LOG write every task_started/task_completed they
+# send to that file, so a test can check the signals are sent in the daemon process.
+signals.task_started.connect(_record_signal("started"), weak=False)
+signals.task_completed.connect(_record_signal("completed"), weak=False)
