@@ -8,18 +8,20 @@ row: ``path`` (a file the test and the task use to meet: pids, attempts), ``seco
 from __future__ import annotations
 
 import ctypes
+import itertools
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from django.db import models
 
 from djangotasks import current_task, task
 
-__all__ = ["Fault", "vanishing"]
+__all__ = ["Fault", "vanishing"]  # what tests/models.py re-exports
 
 MB = 1024 * 1024
 # Memory limits are address space (RLIMIT_AS): a task forked from a daemon that has loaded
@@ -158,3 +160,32 @@ class Fault(models.Model):
 def vanishing() -> None:
     """Stands for code that is removed while scheduled (tests unregister it)."""
     print("should not run")
+
+
+# -- helpers for the fault tests (kept here: conftest.py belongs to the harness) ---------
+
+ROOT = Path(__file__).resolve().parent.parent
+_settings_counter = itertools.count(1)
+
+
+def settings_env(directory: Path, **overrides: Any) -> dict[str, str]:
+    """Environment for ``start_daemon(**env)``: tests.settings with DJANGOTASKS overrides.
+
+    The daemon reads its settings at start, so a setting a test needs (DEFAULT_TIMEOUT,
+    DEFAULT_MEMORY_LIMIT, MAX_LOG_SIZE, ...) goes into a throwaway settings module.
+    """
+    name = f"fault_settings_{os.getpid()}_{next(_settings_counter)}"
+    (directory / f"{name}.py").write_text(
+        "from tests.settings import *  # noqa: F403\n"
+        f"DJANGOTASKS = {{**DJANGOTASKS, **{overrides!r}}}  # noqa: F405\n"
+    )
+    return {"DJANGO_SETTINGS_MODULE": name, "PYTHONPATH": f"{ROOT}{os.pathsep}{directory}"}
+
+
+def read_pids(path: str | Path) -> list[int]:
+    """The pids a fixture task wrote to ``path`` (empty until it wrote them)."""
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        return []
+    return [int(word) for word in text.split()]
