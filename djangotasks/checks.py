@@ -27,12 +27,18 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     return []
 
 
-@checks.register(checks.Tags.database)
-def check_sqlite(app_configs: Any = None, databases: Any = None, **kwargs: Any) -> list[Any]:
+# Registered as a static check (it only reads settings), so plain "manage.py check" runs it;
+# Django skips checks tagged "database" unless --database is given.
+@checks.register(checks.Tags.compatibility)
+def check_sqlite(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     from django.db import connections
 
+    return sqlite_problems(connections.settings.get("default"))
+
+
+def sqlite_problems(settings: dict[str, Any] | None) -> list[checks.CheckMessage]:
+    """What keeps this database (a DATABASES entry) from serving several processes."""
     messages: list[checks.CheckMessage] = []
-    settings = connections.settings.get("default", None)
     if settings is None or "sqlite" not in settings.get("ENGINE", ""):
         return messages
     name = str(settings.get("NAME") or "")

@@ -69,6 +69,9 @@ def test_env(**extra: str) -> dict[str, str]:
     return env
 
 
+test_env.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
+
+
 @dataclass
 class DaemonProcess:
     popen: subprocess.Popen[bytes]
