@@ -1,0 +1,162 @@
+"""``manage.py tasks list|show|run|cancel|logs|prune``: tasks from a terminal."""
+
+from __future__ import annotations
+
+import sys
+import time
+from datetime import timedelta
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import transaction
+from django.utils import timezone
+
+from djangotasks import conf
+from djangotasks.exceptions import InvalidTransition
+from djangotasks.models import Task
+from djangotasks.registry import UnknownTask, registry
+from djangotasks.statuses import FINISHED, Status
+
+FOLLOW_INTERVAL = 0.5
+PRUNE_BATCH = 1000
+
+
+class Command(BaseCommand):
+    help = "List, show, run, cancel and follow djangotasks tasks; prune old ones."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+        listing = sub.add_parser("list", help="recent tasks, newest first")
+        listing.add_argument("--status", choices=Status.values)
+        listing.add_argument("--name", help="task name, e.g. shop.Dataset.import_rows")
+        listing.add_argument("--archived", action="store_true", help="include earlier runs")
+        listing.add_argument("--limit", type=int, default=50)
+        show = sub.add_parser("show", help="one task with its log")
+        show.add_argument("task_id", type=int)
+        run = sub.add_parser("run", help="schedule a @task by name (and optional object id)")
+        run.add_argument("name")
+        run.add_argument("object_id", nargs="?")
+        cancel = sub.add_parser("cancel", help="cancel a scheduled or running task")
+        cancel.add_argument("task_id", type=int)
+        logs = sub.add_parser("logs", help="print a task's log")
+        logs.add_argument("task_id", type=int)
+        logs.add_argument("-f", "--follow", action="store_true", help="until the task ends")
+        prune = sub.add_parser("prune", help="delete finished tasks older than N days")
+        prune.add_argument("--days", type=int, help="default: RETENTION_DAYS")
+        sub.add_parser("names", help="every registered @task")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        handler = getattr(self, f"_{options['action']}")
+        handler(options)
+
+    def _get(self, task_id: int) -> Task:
+        try:
+            return Task.objects.select_related("content_type", "worker").get(pk=task_id)
+        except Task.DoesNotExist:
+            raise CommandError(f"No task #{task_id}.") from None
+
+    def _list(self, options: dict[str, Any]) -> None:
+        tasks = Task.objects.select_related("content_type").order_by("-created_at", "-id")
+        if not options["archived"]:
+            tasks = tasks.live()
+        if options["status"]:
+            tasks = tasks.filter(status=options["status"])
+        if options["name"]:
+            tasks = tasks.filter(name=options["name"])
+        for task in tasks[: options["limit"]]:
+            duration = task.duration
+            took = f"{duration.total_seconds():.1f}s" if duration is not None else "-"
+            target = f"{task.content_type.model} #{task.object_id}" if task.object_id else "-"
+            self.stdout.write(f"#{task.pk:<6} {task.status:<16} {took:>9}  {task.name}  {target}")
+
+    def _show(self, options: dict[str, Any]) -> None:
+        task = self._get(options["task_id"])
+        archives = ", ".join(f"#{pk}" for pk in task.archives().values_list("pk", flat=True))
+        fields = [
+            ("task", f"{task.label} ({task.name})"),
+            ("object", str(task.target) if task.object_id else "-"),
+            ("status", task.status_display),
+            ("reason", task.reason or "-"),
+            ("scheduled", str(task.created_at)),
+            ("started", str(task.start_date or "-")),
+            ("ended", str(task.end_date or "-")),
+            ("worker", f"{task.worker} pid {task.pid}" if task.worker else "-"),
+            ("attempt", str(task.attempt)),
+            ("archives", archives or "-"),
+        ]
+        for name, value in fields:
+            self.stdout.write(f"{name:>10}: {value}")
+        self.stdout.write("")
+        self.stdout.write(task.log, ending="")
+
+    def _run(self, options: dict[str, Any]) -> None:
+        try:
+            definition = registry.get(options["name"])
+        except UnknownTask as exc:
+            names = ", ".join(sorted(d.name for d in registry))
+            raise CommandError(f"{exc} Registered: {names}") from None
+        target = None
+        if definition.is_method:
+            assert definition.model is not None
+            if options["object_id"] is None:
+                raise CommandError(f"{definition.name} runs on a {definition.model.__name__}: "
+                                   "give its primary key.")  # fmt: skip
+            try:
+                target = definition.model._default_manager.get(pk=options["object_id"])
+            except (definition.model.DoesNotExist, ValueError):
+                raise CommandError(
+                    f"No {definition.model.__name__} with primary key {options['object_id']!r}."
+                ) from None
+        task = definition.current(target).run()
+        self.stdout.write(f"#{task.pk} {task.status}")
+
+    def _cancel(self, options: dict[str, Any]) -> None:
+        task = self._get(options["task_id"])
+        try:
+            task.cancel()
+        except InvalidTransition as exc:
+            raise CommandError(str(exc)) from None
+        self.stdout.write(f"#{task.pk} {task.status}")
+
+    def _logs(self, options: dict[str, Any]) -> None:
+        task = self._get(options["task_id"])
+        offset = 0
+        while True:
+            text, offset = task.read_log(offset)
+            if text:
+                self.stdout.write(text, ending="")
+                self.stdout.flush()
+            if not options["follow"] or task.status in FINISHED:
+                break
+            time.sleep(FOLLOW_INTERVAL)
+            task.refresh_from_db(fields=["status", "reason"])
+        if options["follow"]:
+            # Status first, then one last read: a finished task's log is complete.
+            text, offset = task.read_log(offset)
+            self.stdout.write(text, ending="")
+            reason = f": {task.reason}" if task.reason else ""
+            self.stderr.write(f"[task #{task.pk} {task.status}{reason}]")
+
+    def _prune(self, options: dict[str, Any]) -> None:
+        days = options["days"] if options["days"] is not None else conf.get().RETENTION_DAYS
+        if days < 0:
+            raise CommandError("--days cannot be negative")
+        cutoff = timezone.now() - timedelta(days=days)
+        old = Task.objects.filter(status__in=FINISHED, end_date__lt=cutoff)
+        total = old.count()
+        deleted = 0
+        while True:
+            # Batches keep each transaction (and the chunks it cascades to) small.
+            batch = list(old.values_list("pk", flat=True)[:PRUNE_BATCH])
+            if not batch:
+                break
+            with transaction.atomic():
+                Task.objects.filter(pk__in=batch).delete()
+            deleted += len(batch)
+            if sys.stdout.isatty():
+                self.stdout.write(f"\rpruned {deleted}/{total}", ending="")
+        self.stdout.write(f"pruned {deleted} task(s) that ended before {cutoff:%Y-%m-%d %H:%M}")
+
+    def _names(self, options: dict[str, Any]) -> None:
+        for definition in sorted(registry, key=lambda d: d.name):
+            self.stdout.write(f"{definition.name}  ({definition.label})")
