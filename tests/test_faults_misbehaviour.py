@@ -6,6 +6,7 @@ recorded outcome, that no process of the task is left, and that the daemon still
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -141,18 +142,29 @@ def test_runaway_output_keeps_the_start_and_the_end_within_the_cap(start_daemon,
     assert_still_serving()
 
 
-@pytest.mark.slow
+@pytest.mark.xfail(
+    os.environ.get("DJANGOTASKS_TEST_DB") == "mysql",
+    strict=True,
+    reason="LogWriter.flush writes all pending output in one INSERT; a burst of output makes "
+    "it larger than MySQL's max_allowed_packet (error 1153), which the daemon takes for a "
+    "database outage and retries forever: the task never finishes and nothing new is claimed",
+)
 def test_200_mb_of_output_is_capped_and_the_daemon_keeps_serving(daemon, fault):
     fault.count = 200
     fault.save()
     lines = 200 * (MB // 100)
-    other = Job.objects.create()
-
     task = fault.print_megabytes().run()
-    hello = wait_status(other.hello().run(), timeout=120)
 
-    assert hello.status == Status.SUCCESSFUL, hello.reason
-    wait_status(task, timeout=600)
+    def ended_or_stuck() -> bool:
+        task.refresh_from_db()
+        return task.is_finished() or "database unavailable" in daemon.log
+
+    try:
+        wait_until(ended_or_stuck, timeout=300)
+        assert "database unavailable" not in daemon.log
+    except AssertionError:
+        daemon.kill()  # it cannot store the output, so it would never stop gracefully
+        raise
     assert task.status == Status.SUCCESSFUL, task.reason
     log = task.log
     default_cap = 32 * 1024 * 1024
@@ -160,6 +172,7 @@ def test_200_mb_of_output_is_capped_and_the_daemon_keeps_serving(daemon, fault):
     assert log.startswith("0000000000")
     assert log.endswith(f"\ndone: {lines} lines\n")
     assert "characters cut here" in log
+    assert_still_serving()
 
 
 def test_silent_task_is_neither_lost_nor_stopped(start_daemon, fault):
