@@ -1,0 +1,162 @@
+"""The tasks dashboard: what runs, what waits, which daemons beat, what failed, and charts.
+
+Every figure comes from a bounded query (a capped count on an index, a time window, a
+``LIMIT``), so the page costs the same with a thousand or a million task rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, Q
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from djangotasks.admin import charts, panels
+from djangotasks.admin.pagination import AtLeast, prefetch_targets
+from djangotasks.models import Task, Worker
+from djangotasks.statuses import ACTIVE, FAILED, Status
+
+if TYPE_CHECKING:
+    from django.db.models import QuerySet
+    from django.http import HttpRequest
+
+    from djangotasks.admin.task_admin import TaskAdmin
+
+# Counts stop here ("10000+"): an exact count of a million rows is not worth its cost.
+COUNT_CAP = 10_000
+RUNNING_LIMIT = 50
+WORKER_LIMIT = 20
+FAILURE_LIMIT = 8
+FAILURE_WINDOW = timedelta(days=7)
+FAILURE_TAIL_CHARS = 800
+CHART_HOURS = 24
+# Finished rows read for the charts; a busier day is drawn from its most recent rows.
+CHART_ROW_CAP = 50_000
+LIVE_REFRESH = "2s"
+CHARTS_REFRESH = "30s"
+
+
+@dataclass
+class StatusCount:
+    status: str
+    label: str
+    count: AtLeast
+    url: str
+
+
+@dataclass
+class Failure:
+    task: Task
+    tail: str
+    change_url: str
+
+
+def capped_count(queryset: QuerySet[Any], cap: int = COUNT_CAP) -> AtLeast:
+    found = queryset[: cap + 1].count()
+    return AtLeast(min(found, cap), more=found > cap)
+
+
+def _check(model_admin: TaskAdmin, request: HttpRequest) -> QuerySet[Task]:
+    if not model_admin.has_view_permission(request):
+        raise PermissionDenied
+    return model_admin.get_queryset(request)
+
+
+def live_context(model_admin: TaskAdmin, request: HttpRequest) -> dict[str, Any]:
+    tasks = _check(model_admin, request)
+    now = timezone.now()
+    changelist = reverse(f"{model_admin.admin_site.name}:djangotasks_task_changelist")
+    counts = [
+        StatusCount(
+            status,
+            str(label),
+            capped_count(tasks.filter(status=status)),
+            f"{changelist}?status__exact={status}",
+        )
+        for status, label in Status.choices
+        if status != Status.DEFINED
+    ]
+    running = list(
+        tasks.filter(status__in=ACTIVE)
+        .select_related("worker", "content_type")
+        .order_by("start_date", "id")[:RUNNING_LIMIT]
+    )
+    prefetch_targets(running)
+    workers = list(
+        Worker.objects.filter(stopped_at__isnull=True)
+        .annotate(running=Count("tasks", filter=Q(tasks__status__in=ACTIVE)))
+        .order_by("-last_seen")[:WORKER_LIMIT]
+    )
+    return {
+        "counts": counts,
+        "running": [
+            panels.card(request, model_admin.admin_site, t, with_log=False) for t in running
+        ],
+        "queue_depth": capped_count(tasks.filter(status=Status.SCHEDULED)),
+        "queue_due": capped_count(tasks.claimable(now)),
+        "workers": workers,
+        "capacity": sum(w.capacity for w in workers if w.is_alive),
+        "busy": sum(w.running for w in workers if w.is_alive),
+        "changelist_url": changelist,
+        "now": now,
+        "live_url": panels.url(model_admin.admin_site, "dashboard_live"),
+        "live_refresh": LIVE_REFRESH,
+        "charts_refresh": CHARTS_REFRESH,
+    }
+
+
+def charts_context(model_admin: TaskAdmin, request: HttpRequest) -> dict[str, Any]:
+    tasks = _check(model_admin, request)
+    now = timezone.now()
+    rows = (
+        tasks.filter(end_date__gte=now - timedelta(hours=CHART_HOURS))
+        .order_by("-end_date")
+        .values_list("end_date", "start_date", "status")[:CHART_ROW_CAP]
+    )
+    hours = charts.hourly(rows, now, CHART_HOURS)
+    failed = list(
+        tasks.filter(status__in=FAILED, end_date__gte=now - FAILURE_WINDOW)
+        .select_related("content_type")
+        .order_by("-end_date")[:FAILURE_LIMIT]
+    )
+    prefetch_targets(failed)
+    failures = []
+    for task in failed:
+        # log_size is final once a task has ended, so the tail is one indexed range query.
+        text, _next = task.read_log(max(0, task.log_size - FAILURE_TAIL_CHARS))
+        tail = "\n".join(text.rstrip("\n").splitlines()[-6:])
+        failures.append(Failure(task, tail, panels.url(model_admin.admin_site, "change", task.pk)))
+    return {
+        "charts": [charts.throughput_chart(hours), charts.duration_chart(hours)],
+        "failures": failures,
+        "charts_url": panels.url(model_admin.admin_site, "dashboard_live") + "?part=charts",
+        "charts_refresh": CHARTS_REFRESH,
+    }
+
+
+def page(model_admin: TaskAdmin, request: HttpRequest) -> TemplateResponse:
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "title": _("Tasks dashboard"),
+        "opts": model_admin.opts,
+        "media": model_admin.media,
+        **live_context(model_admin, request),
+        **charts_context(model_admin, request),
+    }
+    return TemplateResponse(request, "djangotasks/admin/dashboard.html", context)
+
+
+def live(model_admin: TaskAdmin, request: HttpRequest) -> TemplateResponse:
+    if request.GET.get("part") == "charts":
+        return TemplateResponse(
+            request, "djangotasks/_dashboard_charts.html", charts_context(model_admin, request)
+        )
+    return TemplateResponse(
+        request, "djangotasks/_dashboard_live.html", live_context(model_admin, request)
+    )

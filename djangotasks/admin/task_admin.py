@@ -1,0 +1,329 @@
+"""The admin of ``djangotasks.Task``: a read-only, live view of every task run."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from django.contrib import admin, messages
+from django.contrib.admin.options import ShowFacets
+from django.core.exceptions import PermissionDenied
+from django.db.models import Q
+from django.urls import path, reverse
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
+from django.views.decorators.http import require_POST
+
+from djangotasks.admin import dashboard, panels, permissions
+from djangotasks.admin.filters import ModelFilter, TaskNameFilter, WorkerFilter
+from djangotasks.admin.pagination import LookaheadPaginator, TaskChangeList, page_number
+from djangotasks.admin.views import TaskViewsMixin
+from djangotasks.exceptions import InvalidTransition
+from djangotasks.models import Task, Worker
+from djangotasks.registry import UnknownTask
+from djangotasks.statuses import ACTIVE, PENDING
+from djangotasks.templatetags.djangotasks_admin import duration, progress_bar, status_badge
+
+if TYPE_CHECKING:
+    from django.db.models import QuerySet
+    from django.http import HttpRequest, HttpResponse
+    from django.urls import URLPattern
+
+MEDIA_CSS = {"all": ["djangotasks/djangotasks.css"]}
+MEDIA_JS = ["djangotasks/djangotasks.js"]
+
+
+class TaskAdmin(TaskViewsMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = [
+        "id",
+        "status_column",
+        "progress_column",
+        "target_column",
+        "label_column",
+        "start_date",
+        "duration_column",
+        "worker",
+    ]
+    list_display_links = ["id"]
+    list_filter = [
+        "status",
+        TaskNameFilter,
+        ModelFilter,
+        WorkerFilter,
+        ("created_at", admin.DateFieldListFilter),
+        "archived",
+    ]
+    list_select_related = ["content_type", "worker"]
+    search_fields = ["name", "=object_id", "reason", "progress_message"]
+    actions = ["cancel_selected", "run_selected_again", "delete_selected"]
+    # Counting a million rows on every page view is what makes big task lists slow.
+    show_full_result_count = False
+    show_facets = ShowFacets.NEVER
+    list_per_page = 100
+    change_form_template = "djangotasks/admin/task_change_form.html"
+    change_list_template = "djangotasks/admin/task_change_list.html"
+    fieldsets = [
+        (
+            None,
+            {
+                "fields": [
+                    "label_column",
+                    "target_column",
+                    "status_column",
+                    "reason",
+                    "progress_column",
+                ]
+            },
+        ),
+        (
+            _("Timing"),
+            {"fields": ["created_at", "run_after", "start_date", "end_date", "duration_column"]},
+        ),
+        (
+            _("Execution"),
+            {
+                "fields": [
+                    "name",
+                    "worker",
+                    "pid",
+                    "attempt",
+                    "priority",
+                    "queue_name",
+                    "log_size",
+                    "archived",
+                ]
+            },
+        ),
+        (_("Arguments and result"), {"fields": ["arguments", "result"], "classes": ["collapse"]}),
+    ]
+    readonly_fields = ["label_column", "target_column", "status_column", "progress_column"]
+    readonly_fields += ["duration_column"]
+
+    class Media:
+        css = MEDIA_CSS
+        js = MEDIA_JS
+
+    # -- permissions: nobody edits a status, pid or log by hand ---------------------------
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Task | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Task | None = None) -> bool:
+        # A running task is cancelled first: deleting its row would orphan its process.
+        if obj is not None and obj.status in ACTIVE:
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def has_run_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(permissions.RUN)
+
+    def has_cancel_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(permissions.CANCEL)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Task]:
+        queryset = super().get_queryset(request)
+        visible = permissions.visible_content_types(request, self.admin_site)
+        if visible is not None:
+            queryset = queryset.filter(Q(content_type__isnull=True) | Q(content_type__in=visible))
+        return queryset
+
+    def get_paginator(
+        self, request: HttpRequest, queryset: Any, per_page: int, *args: Any, **kwargs: Any
+    ) -> LookaheadPaginator:
+        return LookaheadPaginator(queryset, per_page, page_number=page_number(request))
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[TaskChangeList]:
+        return TaskChangeList
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:
+        running = queryset.filter(status__in=ACTIVE).count()
+        if running:
+            self.message_user(
+                request,
+                ngettext(
+                    "%d running task was not deleted: cancel it first.",
+                    "%d running tasks were not deleted: cancel them first.",
+                    running,
+                )
+                % running,
+                messages.WARNING,
+            )
+        queryset.exclude(status__in=ACTIVE).delete()
+
+    # -- columns -------------------------------------------------------------------------
+
+    @admin.display(description=_("status"), ordering="status")
+    def status_column(self, task: Task) -> str:
+        return status_badge(task)
+
+    @admin.display(description=_("progress"))
+    def progress_column(self, task: Task) -> str:
+        return progress_bar(task)
+
+    @admin.display(description=_("task"), ordering="name")
+    def label_column(self, task: Task) -> str:
+        return task.label
+
+    @admin.display(description=_("object"))
+    def target_column(self, task: Task) -> str:
+        if task.content_type_id is None:
+            return "—"
+        target = task.target
+        if target is None:
+            return format_html(
+                '<span class="djangotasks-gone">{} #{} ({})</span>',
+                task.content_type.name,
+                task.object_id,
+                _("deleted"),
+            )
+        opts = target._meta
+        try:
+            url = reverse(
+                f"{self.admin_site.name}:{opts.app_label}_{opts.model_name}_change",
+                args=[target.pk],
+            )
+        except Exception:  # the model has no admin on this site
+            return str(target)
+        return format_html('<a href="{}">{}</a>', url, target)
+
+    @admin.display(description=_("duration"))
+    def duration_column(self, task: Task) -> str:
+        return duration(task.duration)
+
+    # -- actions -------------------------------------------------------------------------
+
+    @admin.action(description=_("Cancel selected tasks"), permissions=["cancel"])
+    def cancel_selected(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:
+        cancelled = 0
+        for task in queryset.filter(status__in=PENDING):
+            try:
+                task.cancel()
+                cancelled += 1
+            except InvalidTransition:
+                pass  # it finished meanwhile
+        skipped = len(queryset) - cancelled
+        message = ngettext("%d task cancelled.", "%d tasks cancelled.", cancelled) % cancelled
+        if skipped:
+            message += (
+                " "
+                + ngettext(
+                    "%d was not running or scheduled.", "%d were not running or scheduled.", skipped
+                )
+                % skipped
+            )
+        self.message_user(request, message, messages.SUCCESS if cancelled else messages.WARNING)
+
+    @admin.action(description=_("Run selected tasks again"), permissions=["run"])
+    def run_selected_again(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:
+        scheduled, pending, failed = 0, 0, []
+        for task in queryset.select_related("content_type"):
+            if task.status in PENDING and not task.archived:
+                pending += 1
+                continue
+            if not permissions.can_view_target(request, self.admin_site, task):
+                failed.append(f"#{task.pk}")
+                continue
+            try:
+                task.run()
+                scheduled += 1
+            except (UnknownTask, ValueError) as exc:
+                failed.append(f"#{task.pk} ({exc})")
+        message = ngettext("%d task scheduled.", "%d tasks scheduled.", scheduled) % scheduled
+        if pending:
+            message += (
+                " "
+                + ngettext(
+                    "%d was already scheduled or running.",
+                    "%d were already scheduled or running.",
+                    pending,
+                )
+                % pending
+            )
+        self.message_user(request, message, messages.SUCCESS)
+        if failed:
+            self.message_user(request, _("Could not run: %s") % "; ".join(failed), messages.ERROR)
+
+    # -- pages ---------------------------------------------------------------------------
+
+    def get_urls(self) -> list[URLPattern]:
+        view = self.admin_site.admin_view
+
+        def name(suffix: str) -> str:
+            return f"djangotasks_task_{suffix}"
+
+        urls = [
+            path("dashboard/", view(self.dashboard_view), name=name("dashboard")),
+            path("dashboard/live/", view(self.dashboard_live_view), name=name("dashboard_live")),
+            path("run/<str:name>/", view(require_POST(self.run_view)), name=name("run")),
+            path(
+                "run/<str:name>/<int:content_type_id>/<path:object_id>/",
+                view(require_POST(self.run_view)),
+                name=name("run_object"),
+            ),
+            path(
+                "panel/<int:content_type_id>/<path:object_id>/",
+                view(self.panel_view),
+                name=name("panel"),
+            ),
+            path("<int:pk>/cancel/", view(require_POST(self.cancel_view)), name=name("cancel")),
+            path("<int:pk>/head/", view(self.head_view), name=name("head")),
+            path("<int:pk>/log/", view(self.log_view), name=name("log")),
+            path("<int:pk>/log.txt", view(self.log_text_view), name=name("log_text")),
+        ]
+        return urls + super().get_urls()
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        extra_context = {
+            **(extra_context or {}),
+            "djangotasks_dashboard_url": panels.url(self.admin_site, "dashboard"),
+        }
+        return super().changelist_view(request, extra_context)
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
+    ) -> HttpResponse:
+        task = self.get_object(request, object_id)
+        extra_context = dict(extra_context or {})
+        if task is not None and permissions.can_view(request, self.admin_site, task):
+            extra_context["card"] = panels.card(
+                request,
+                self.admin_site,
+                task,
+                may_view_target=permissions.can_view_target(request, self.admin_site, task),
+                dependencies=panels.task_dependencies(task),
+                archives=list(task.archives()[: panels.HISTORY_LIMIT]),
+            )
+            extra_context["dependents"] = list(task.dependents.order_by("id"))
+            extra_context["djangotasks_dashboard_url"] = panels.url(self.admin_site, "dashboard")
+        elif task is not None:
+            raise PermissionDenied
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def dashboard_view(self, request: HttpRequest) -> HttpResponse:
+        return dashboard.page(self, request)
+
+    def dashboard_live_view(self, request: HttpRequest) -> HttpResponse:
+        return dashboard.live(self, request)
+
+
+class WorkerAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """The daemons, as their heartbeats recorded them. Read-only."""
+
+    list_display = ["__str__", "mode", "capacity", "started_at", "last_seen", "stopped_at"]
+    list_filter = ["mode", ("last_seen", admin.DateFieldListFilter)]
+    search_fields = ["hostname", "=pid"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Worker | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Worker | None = None) -> bool:
+        # A live daemon's row is its identity: deleting it would orphan its running tasks.
+        if obj is not None and obj.is_alive:
+            return False
+        return super().has_delete_permission(request, obj)
