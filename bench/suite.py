@@ -1,0 +1,462 @@
+"""All figures on one database, in one process (Django's settings are per process).
+
+``python -m bench.suite --db sqlite --runs 20 --json out.json`` — usually started by
+``bench.run``, which prints the combined table. The daemon under test is a real
+``python -m django taskd run`` subprocess with ``DJANGO_SETTINGS_MODULE=bench.settings``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import databases
+
+ROOT = Path(__file__).resolve().parent.parent
+POLL = 0.02  # how often the bench looks at the database while it waits
+LOG_POLL = 0.01  # how often the log figure reads the log: bounds its resolution
+
+
+@dataclass
+class Figure:
+    key: str
+    label: str
+    unit: str
+    samples: list[float] = field(default_factory=list)
+    note: str = ""
+
+    @property
+    def median(self) -> float | None:
+        return percentile(self.samples, 50)
+
+    @property
+    def p95(self) -> float | None:
+        return percentile(self.samples, 95)
+
+
+def percentile(samples: list[float], q: float) -> float | None:
+    """Nearest-rank percentile (no interpolation between two runs)."""
+    if not samples:
+        return None
+    ordered = sorted(samples)
+    rank = max(1, -(-len(ordered) * q // 100))  # ceil
+    return ordered[int(rank) - 1]
+
+
+# -- processes ---------------------------------------------------------------------------
+
+
+def bench_env(db: str, bench_dir: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        DJANGO_SETTINGS_MODULE="bench.settings",
+        BENCH_DB=db,
+        BENCH_DIR=str(bench_dir),
+        PYTHONPATH=str(ROOT),
+    )
+    env.pop("DJANGOTASKS_TASK_ID", None)
+    return env
+
+
+class Process:
+    """A daemon (taskd or the peer's db_worker) started as a real subprocess."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.log_path = log_path
+        with open(log_path, "ab") as log:
+            self.popen = subprocess.Popen(
+                [sys.executable, "-m", "django", *args],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def rss_mb(self) -> float:
+        with open(f"/proc/{self.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        raise RuntimeError(f"no VmRSS for {self.pid}")
+
+    def check(self) -> None:
+        if self.popen.poll() is not None:
+            raise RuntimeError(
+                f"{self.popen.args} exited with {self.popen.returncode}:\n"
+                + self.log_path.read_text(errors="replace")[-3000:]
+            )
+
+    def stop(self, timeout: float = 60.0) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 60.0, interval: float = POLL) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout} s waiting for {predicate}")
+        time.sleep(interval)
+
+
+# -- the suite ---------------------------------------------------------------------------
+
+
+class Suite:
+    def __init__(self, db: str, bench_dir: Path, runs: int, args: argparse.Namespace) -> None:
+        self.db = db
+        self.bench_dir = bench_dir
+        self.runs = runs
+        self.args = args
+        self.env = bench_env(db, bench_dir)
+        self.figures: dict[str, Figure] = {}
+        self._daemons = 0
+
+    def figure(self, key: str, label: str, unit: str) -> Figure:
+        return self.figures.setdefault(key, Figure(key, label, unit))
+
+    def say(self, text: str) -> None:
+        print(f"[{self.db}] {text}", flush=True)
+
+    # daemons ---------------------------------------------------------------------------
+
+    def start_taskd(self) -> Process:
+        from djangotasks.models import Worker
+
+        self._daemons += 1
+        args = ["taskd", "run", "--pidfile", str(self.bench_dir / f"taskd-{self._daemons}.pid")]
+        if self.args.concurrency:
+            args += ["--concurrency", str(self.args.concurrency)]
+        proc = Process(args, self.env, self.bench_dir / f"taskd-{self._daemons}.log")
+
+        def registered() -> bool:
+            proc.check()
+            return Worker.objects.filter(pid=proc.pid, stopped_at=None).exists()
+
+        wait_until(registered)
+        return proc
+
+    def start_peer(self) -> Process:
+        self._daemons += 1
+        args = ["db_worker", "--no-startup-delay", "--interval", str(self.args.peer_interval)]
+        proc = Process(args, self.env, self.bench_dir / f"db_worker-{self._daemons}.log")
+        time.sleep(2.0)  # it records nothing when it is ready; Django starts in ~0.3 s
+        proc.check()
+        return proc
+
+    # djangotasks figures ---------------------------------------------------------------
+
+    def run_all(self) -> None:
+        from bench.benchapp.models import Probe
+
+        Probe.objects.all().delete()
+        taskd = self.start_taskd()
+        try:
+            time.sleep(2.0)
+            self.figure("rss_idle", "daemon RSS, idle", "MB").samples.append(taskd.rss_mb())
+            self.pickup_and_spawn(taskd)
+            self.cancel(taskd)
+            self.log_visible(taskd)
+        finally:
+            taskd.stop()
+        self.drain()
+        if self.args.peer:
+            self.peer()
+        self.idle_statements()
+
+    def pickup_and_spawn(self, taskd: Process) -> None:
+        from bench.benchapp.models import T0_PREFIX, Probe
+        from djangotasks.statuses import FINISHED, Status
+
+        pickup = self.figure("pickup", "enqueue to first line (idle daemon)", "ms")
+        spawn = self.figure("spawn", "spawn: claim to first line", "ms")
+        self.say(f"pickup and spawn: {self.runs} runs")
+        for _ in range(self.runs):
+            probe = Probe.objects.create()
+            # An idle daemon, at a random point of whatever cycle it has.
+            time.sleep(random.uniform(0.3, 0.8))
+            before = time.time()
+            task = probe.first_line().run()
+
+            def done(task: Any = task) -> bool:
+                taskd.check()
+                task.refresh_from_db()
+                return task.status in FINISHED
+
+            wait_until(done)
+            assert task.status == Status.SUCCESSFUL, (task.status, task.reason, task.log)
+            t0 = float(task.log.split(T0_PREFIX, 1)[1].split()[0])
+            pickup.samples.append((t0 - before) * 1000)
+            spawn.samples.append((t0 - task.start_date.timestamp()) * 1000)
+
+    def cancel(self, taskd: Process) -> None:
+        from bench.benchapp.models import T0_PREFIX, Probe
+        from djangotasks.statuses import FINISHED, Status
+
+        gone = self.figure("cancel", "cancel to process group gone", "ms")
+        recorded = self.figure("cancel_status", "cancel to status 'cancelled'", "ms")
+        self.say(f"cancel: {self.runs} runs")
+        for _ in range(self.runs):
+            task = Probe.objects.create().sleeper().run()
+
+            def in_task_code(task: Any = task) -> bool:
+                taskd.check()
+                task.refresh_from_db()
+                return bool(task.pid) and T0_PREFIX in task.log
+
+            wait_until(in_task_code)
+            time.sleep(random.uniform(0.1, 0.5))  # an idle daemon again
+            pgid = task.pid
+            start = time.monotonic()
+            task.cancel()
+            while True:
+                try:
+                    os.killpg(pgid, 0)
+                except ProcessLookupError:
+                    break
+                if time.monotonic() - start > 60:
+                    raise TimeoutError(f"process group {pgid} still there after 60 s")
+                time.sleep(0.001)
+            gone.samples.append((time.monotonic() - start) * 1000)
+
+            def finished(task: Any = task) -> bool:
+                task.refresh_from_db(fields=["status"])
+                return task.status in FINISHED
+
+            wait_until(finished, interval=0.005)
+            recorded.samples.append((time.monotonic() - start) * 1000)
+            assert task.status == Status.CANCELLED, task.status
+
+    def log_visible(self, taskd: Process) -> None:
+        from bench.benchapp.models import Probe
+        from djangotasks.statuses import FINISHED
+
+        visible = self.figure("log", "print to visible in task.log", "ms")
+        runs = max(1, self.runs // 5)
+        lines = 20
+        self.say(f"log: {runs} runs of {lines} lines, read every {LOG_POLL * 1000:.0f} ms")
+        for _ in range(runs):
+            task = Probe.objects.create(count=lines, interval=0.05).ticker().run()
+            offset, buffer, seen = 0, "", 0
+            deadline = time.monotonic() + 60
+            while seen < lines and time.monotonic() < deadline:
+                text, offset = task.read_log(offset)
+                now = time.time()
+                buffer += text
+                *complete, buffer = buffer.split("\n")
+                for line in complete:
+                    visible.samples.append((now - float(line)) * 1000)
+                    seen += 1
+                if seen < lines:
+                    time.sleep(LOG_POLL)
+            taskd.check()
+            assert seen == lines, f"saw {seen} of {lines} lines"
+            wait_until(lambda task=task: task.refresh_from_db() or task.status in FINISHED)
+
+    def drain(self) -> None:
+        from django.db.models import Max, Min
+
+        from bench.benchapp.models import Probe
+        from djangotasks.models import Task
+        from djangotasks.statuses import FINISHED, Status
+
+        rate = self.figure("drain", f"drain {self.args.tasks} no-op tasks", "tasks/s")
+        rss = self.figure("rss_busy", "daemon RSS, after the drain", "MB")
+        self.say(f"drain: {self.args.drain_runs} runs of {self.args.tasks} no-op tasks")
+        for _ in range(self.args.drain_runs):
+            # Enqueue with no daemon running, so the figure is the daemon's pace alone.
+            probes = Probe.objects.bulk_create(Probe() for _ in range(self.args.tasks))
+            ids = [probe.noop().run().pk for probe in probes]
+            taskd = self.start_taskd()
+            try:
+
+                def done(taskd: Process = taskd, ids: list[int] = ids) -> bool:
+                    taskd.check()
+                    finished = Task.objects.filter(pk__in=ids, status__in=FINISHED)
+                    return finished.count() == len(ids)
+
+                wait_until(done, timeout=600, interval=0.1)
+                rss.samples.append(taskd.rss_mb())
+            finally:
+                taskd.stop()
+            tasks = Task.objects.filter(pk__in=ids)
+            failed = tasks.exclude(status=Status.SUCCESSFUL).count()
+            assert not failed, f"{failed} no-op tasks did not succeed"
+            span = tasks.aggregate(first=Min("start_date"), last=Max("end_date"))
+            seconds = (span["last"] - span["first"]).total_seconds()
+            rate.samples.append(len(ids) / seconds)
+
+    # the peer --------------------------------------------------------------------------
+
+    def peer(self) -> None:
+        from django.db.models import Max, Min
+        from django.tasks import TaskResultStatus
+        from django_tasks_db.models import DBTaskResult
+
+        from bench.benchapp.peer import peer_first_line, peer_noop
+
+        pickup = self.figure("peer_pickup", "peer: enqueue to first line", "ms")
+        rate = self.figure("peer_drain", f"peer: drain {self.args.tasks} no-op tasks", "tasks/s")
+        rss = self.figure("peer_rss", "peer: worker RSS, after the drain", "MB")
+        self.say(
+            f"peer (django.tasks + django-tasks-db db_worker, --interval "
+            f"{self.args.peer_interval}): {self.runs} pickups, {self.args.drain_runs} drains"
+        )
+        worker = self.start_peer()
+        try:
+            for _ in range(self.runs):
+                time.sleep(random.uniform(0.3, 0.8))
+                before = time.time()
+                result = peer_first_line.enqueue()
+
+                def done(result: Any = result) -> bool:
+                    worker.check()
+                    result.refresh()
+                    return result.is_finished
+
+                wait_until(done)
+                assert result.status == TaskResultStatus.SUCCESSFUL, result.errors
+                pickup.samples.append((result.return_value - before) * 1000)
+        finally:
+            worker.stop()
+        for _ in range(self.args.drain_runs):
+            ids = [peer_noop.enqueue().id for _ in range(self.args.tasks)]
+            worker = self.start_peer()
+            try:
+
+                def drained(worker: Process = worker, ids: list[str] = ids) -> bool:
+                    worker.check()
+                    finished = DBTaskResult.objects.filter(id__in=ids, finished_at__isnull=False)
+                    return finished.count() == len(ids)
+
+                wait_until(drained, timeout=600, interval=0.1)
+                rss.samples.append(worker.rss_mb())
+            finally:
+                worker.stop()
+            span = DBTaskResult.objects.filter(id__in=ids).aggregate(
+                first=Min("started_at"), last=Max("finished_at")
+            )
+            rate.samples.append(len(ids) / (span["last"] - span["first"]).total_seconds())
+
+    # an idle daemon's statements -------------------------------------------------------
+
+    def idle_statements(self) -> None:
+        """Run the daemon in this process and count the SQL it sends while there is no work."""
+        from django.db import connection
+
+        from djangotasks.daemon.daemon import Daemon
+
+        seconds = self.args.idle_seconds
+        warmup = 2.0
+        self.say(f"idle statements: daemon in-process for {warmup + seconds:.0f} s")
+        stamps: list[tuple[float, str]] = []
+
+        def count(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+            stamps.append((time.monotonic(), " ".join(sql.split()[:4])[:60]))
+            return execute(sql, params, many, context)
+
+        daemon = Daemon()
+        timer = threading.Timer(warmup + seconds, daemon.stop)
+        started = time.monotonic()
+        cpu_before = 0.0
+        with connection.execute_wrapper(count):
+            timer.start()
+
+            def start_cpu() -> None:
+                nonlocal cpu_before
+                usage = resource.getrusage(resource.RUSAGE_SELF)
+                cpu_before = usage.ru_utime + usage.ru_stime
+
+            threading.Timer(warmup, start_cpu).start()
+            daemon.run()
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        cpu = usage.ru_utime + usage.ru_stime - cpu_before
+        window = [sql for at, sql in stamps if started + warmup <= at <= started + warmup + seconds]
+        self.figure("idle_sql", "idle daemon: SQL statements", "/s").samples.append(
+            len(window) / seconds
+        )
+        self.figure("idle_cpu", "idle daemon: CPU", "%").samples.append(100 * cpu / seconds)
+        kinds = Counter(window).most_common(6)
+        self.figures["idle_sql"].note = "; ".join(f"{n}x {sql}" for sql, n in kinds)
+
+
+@contextmanager
+def database(db: str, bench_dir: Path) -> Iterator[None]:
+    databases.create(db, bench_dir)
+    try:
+        import django
+        from django.core.management import call_command
+
+        django.setup()
+        call_command("migrate", verbosity=0)
+        yield
+    finally:
+        from django.db import connections
+
+        connections.close_all()
+        databases.drop(db, bench_dir)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--db", default="sqlite", choices=["sqlite", "postgres", "mysql"])
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--drain-runs", type=int, default=3)
+    parser.add_argument("--tasks", type=int, default=500)
+    parser.add_argument("--concurrency", type=int, default=None, help="default: the daemon's")
+    parser.add_argument("--idle-seconds", type=float, default=30.0)
+    parser.add_argument("--peer", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--peer-interval", type=float, default=1.0)
+    parser.add_argument("--json", type=Path, help="write the figures here")
+    args = parser.parse_args(argv)
+
+    bench_dir = Path(tempfile.mkdtemp(prefix=f"djangotasks-bench-{args.db}-"))
+    os.environ.update(bench_env(args.db, bench_dir))
+    from bench import settings
+
+    args.peer = args.peer and settings.HAVE_PEER
+    suite = Suite(args.db, bench_dir, args.runs, args)
+    with database(args.db, bench_dir):
+        suite.run_all()
+    figures = {
+        key: {**asdict(f), "median": f.median, "p95": f.p95} for key, f in suite.figures.items()
+    }
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=1))
+    for f in suite.figures.values():
+        suite.say(
+            f"{f.label}: median {f.median:.1f} {f.unit}, p95 {f.p95:.1f} (n={len(f.samples)})"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
