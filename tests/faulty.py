@@ -21,7 +21,7 @@ from django.db import models
 
 from djangotasks import current_task, task
 
-__all__ = ["Fault", "vanishing"]  # what tests/models.py re-exports
+__all__ = ["Fault"]  # what tests/models.py re-exports
 
 MB = 1024 * 1024
 # Memory limits are address space (RLIMIT_AS): a task forked from a daemon that has loaded
@@ -147,6 +147,10 @@ class Fault(models.Model):
         if current_task.attempt == 1:
             time.sleep(600)
 
+    @task("flaky")
+    def after_flaky(self) -> None:
+        print("after flaky")
+
     @task
     def steady(self) -> None:
         """Print numbered lines steadily, ``count`` lines ``seconds`` apart."""
@@ -156,10 +160,14 @@ class Fault(models.Model):
         self._write("done")
 
 
-@task
-def vanishing() -> None:
-    """Stands for code that is removed while scheduled (tests unregister it)."""
-    print("should not run")
+# A daemon started with this variable set stands for a deploy that removed the task's code
+# while a run of it was scheduled.
+REMOVE_CODE_ENV = "DJANGOTASKS_TEST_CODE_REMOVED"
+if os.environ.get(REMOVE_CODE_ENV) != "1":
+
+    @task
+    def vanishing() -> None:
+        print("should not run where its code was removed")
 
 
 # -- helpers for the fault tests (kept here: conftest.py belongs to the harness) ---------
