@@ -78,7 +78,8 @@ class Dataset(models.Model):
             print(f"rendering {section}...", flush=True)
             current_task.set_progress(i, len(sections), section)
             time.sleep(row_seconds() * 5)
-            if section == "outliers" and random.random() < self.report_failure_rate:
+            # SystemRandom: task processes are forked, and a forked PRNG may repeat itself.
+            if section == "outliers" and random.SystemRandom().random() < self.report_failure_rate:
                 raise RuntimeError(
                     f"report for {self.name}: the chart server timed out on '{section}' "
                     "(this demo fails now and then: run it again)"

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+import django
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q
 from django.template.response import TemplateResponse
@@ -144,6 +145,8 @@ def page(model_admin: TaskAdmin, request: HttpRequest) -> TemplateResponse:
     context = {
         **model_admin.admin_site.each_context(request),
         "title": _("Tasks dashboard"),
+        # Django 6 marks breadcrumbs up as a list; 5.2 as a div.
+        "breadcrumbs_as_list": django.VERSION >= (6, 0),
         "opts": model_admin.opts,
         "media": model_admin.media,
         **live_context(model_admin, request),
