@@ -8,11 +8,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 from typing import Any
 
 from django.db import connections
 
 CHANNEL = "djangotasks"
+RECHECK_DELAY = 0.05
+WAL_INDEX_HEADER_SIZE = 48
 logger = logging.getLogger("djangotasks")
 
 
@@ -54,29 +57,58 @@ class PostgresListener:
 
 
 class SQLiteWatcher:
-    """Detects commits to a SQLite database by the size and mtime of its files.
+    """Detects commits by other processes to a SQLite database.
 
-    A ``stat()`` costs no SQL statement, so an idle daemon can look every few milliseconds
-    and still run no query until another process commits something.
+    A ``stat()`` of the database files costs no SQL statement, so an idle daemon can look
+    every few milliseconds. The files also change when the daemon itself writes (heartbeats,
+    logs); ``PRAGMA data_version`` then tells whether another connection committed too.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, using: str = "default") -> None:
         self._paths = [path, path + "-wal"]
         self._last = self._snapshot()
+        self._using = using
+        self._connection: object = None
+        self._version: int | None = None
+        self._recheck_at: float | None = None
 
-    def _snapshot(self) -> tuple[tuple[int, int], ...]:
-        result = []
+    def _snapshot(self) -> tuple[object, ...]:
+        result: list[object] = []
         for path in self._paths:
             try:
                 st = os.stat(path)
-                result.append((st.st_mtime_ns, st.st_size))
+                result.append((st.st_ino, st.st_mtime_ns, st.st_size))
             except FileNotFoundError:
-                result.append((0, 0))
+                result.append(None)
+        # File times are coarse (a few ms) and a restarted WAL keeps its size, so two commits
+        # can leave the same stat; the WAL index header in "-shm" changes on every commit.
+        try:
+            with open(self._paths[0] + "-shm", "rb") as shm:
+                result.append(shm.read(WAL_INDEX_HEADER_SIZE))
+        except OSError:
+            result.append(None)
         return tuple(result)
 
     def changed(self) -> bool:
         current = self._snapshot()
-        if current != self._last:
+        now = time.monotonic()
+        if current == self._last:
+            if self._recheck_at is None or now < self._recheck_at:
+                return False
+            self._recheck_at = None
+        else:
+            # The files change while a commit is being written, a moment before the commit
+            # is visible: if it is not visible yet, look once more shortly after.
             self._last = current
-            return True
-        return False
+            self._recheck_at = now + RECHECK_DELAY
+        connection = connections[self._using]
+        with connection.cursor() as cursor:
+            cursor.execute("PRAGMA data_version")
+            (value,) = cursor.fetchone()
+        # data_version is per connection: a new connection (after a reconnect) starts over.
+        # Keeping the connection object itself (not its id, which can be reused) tells them apart.
+        if connection.connection is self._connection and value == self._version:
+            return False
+        self._connection, self._version = connection.connection, value
+        self._recheck_at = None
+        return True

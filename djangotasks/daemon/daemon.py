@@ -237,11 +237,6 @@ class Daemon:
         now = time.monotonic()
         self._reap()
         self._enforce_limits(now)
-        # Our own log writes change the SQLite files too: react at most every 50 ms.
-        if self.watcher is not None and now >= self.next_watch_look and self.watcher.changed():
-            self.next_watch_look = now + MIN_LOOK_INTERVAL
-            self.look_needed = True
-            self.cancels_needed = bool(self.processes)
         if self.next_due is not None and now >= self.next_due:
             self.next_due = None
             self.look_needed = True
@@ -262,6 +257,11 @@ class Daemon:
                 self.db_ok_since = time.monotonic()
 
     def _database_work(self, now: float) -> None:
+        # While output flows the SQLite files change constantly: check at most every 50 ms.
+        if self.watcher is not None and now >= self.next_watch_look and self.watcher.changed():
+            self.next_watch_look = now + MIN_LOOK_INTERVAL
+            self.look_needed = True
+            self.cancels_needed = bool(self.processes)
         if now >= self.next_heartbeat:
             self._heartbeat()
         if self.logs.has_pending() and now >= self.next_flush:
@@ -296,7 +296,6 @@ class Daemon:
         self.next_poll = time.monotonic() + (
             SAFETY_POLL_INTERVAL if has_channel else self.settings.POLL_INTERVAL
         )
-        close_old_connections()
         if self.processes and (self.cancels_needed or polled):
             self._check_cancels()
         self.cancels_needed = False
@@ -589,6 +588,9 @@ class Daemon:
 
     def _maintenance(self) -> None:
         now = time.monotonic()
+        # Honour CONN_MAX_AGE and drop a connection the server timed out, now and then rather
+        # than on every look: the daemon's queries are cheap, connecting is not.
+        close_old_connections()
         self.next_maintenance = now + max(self.settings.WORKER_TIMEOUT / 3, 1.0)
         if self.listener is None and db.vendor == "postgresql" and not self.thread_mode:
             self._open_wakeup_channel()
