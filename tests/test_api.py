@@ -101,7 +101,9 @@ def test_cancel_of_a_running_task_requests_it():
     assert claimed.status == Status.REQUESTED_CANCEL
     assert claimed.is_running()
     claimed.cancel()  # again: nothing more to do, no error
-    assert job.hello().run().pk == task.pk  # being cancelled: run() returns it unchanged
+    with pytest.raises(InvalidTransition, match="is being cancelled"):
+        job.hello().run()
+    assert job.hello().pk == task.pk
 
 
 def test_cancel_of_a_finished_or_never_run_task_is_a_clear_error():

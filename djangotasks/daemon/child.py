@@ -8,8 +8,6 @@ Run as ``python -m djangotasks.daemon.child TASK_ID WORKER_ID`` in "exec" mode.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import faulthandler
 import io
 import json
@@ -22,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from djangotasks import conf
 from djangotasks.current import current_task
+from djangotasks.daemon import linux
 
 if TYPE_CHECKING:
     from djangotasks.models import Task
@@ -31,23 +30,18 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_CRASHED = 70  # the task wrapper itself failed (EX_SOFTWARE)
 
-PR_SET_PDEATHSIG = 1
 # Inherited objects that must never be finalised in the child: a PostgreSQL connection
 # closed here would send "Terminate" on the socket the daemon still uses. The child leaves
 # with os._exit(), which runs no finalisers, so holding a reference is enough.
 _inherited: list[Any] = []
 
 
-def set_parent_death_signal(sig: int) -> None:
-    """Linux: have the kernel send ``sig`` to this process when its parent dies."""
-    if not sys.platform.startswith("linux"):
-        return
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
-
-
-def _kill_own_group(signum: int, frame: Any) -> None:
-    # The daemon died: take every process of this task's group down with us.
+def _kill_own_tree(signum: int, frame: Any) -> None:
+    # The daemon died: take the task down with everything it started. As a subreaper this
+    # process is the ancestor of every descendant, even of those that left the group.
+    for pid in linux.descendants(os.getpid()):
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
     os.killpg(0, signal.SIGKILL)
 
 
@@ -92,10 +86,11 @@ def prepare_forked(output_fd: int, task: Task, keep: list[Any]) -> None:
 
 
 def _guard_parent_death() -> None:
-    # SIGUSR2 rather than SIGKILL: the handler kills the whole process group, so the task's
+    # SIGUSR2 rather than SIGKILL: the handler kills the whole tree, so the task's
     # subprocesses die with it too. A task that replaces this handler opts out.
-    signal.signal(signal.SIGUSR2, _kill_own_group)
-    set_parent_death_signal(signal.SIGUSR2)
+    signal.signal(signal.SIGUSR2, _kill_own_tree)
+    linux.become_subreaper()
+    linux.set_parent_death_signal(signal.SIGUSR2)
 
 
 def _configure_logging() -> None:

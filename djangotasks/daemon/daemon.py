@@ -14,7 +14,6 @@ import os
 import selectors
 import signal
 import socket
-import sys
 import threading
 import time
 from typing import Any
@@ -24,11 +23,12 @@ from django.db import connection as db
 from django.utils import timezone
 
 from djangotasks import conf, notify, signals
+from djangotasks.daemon import linux
 from djangotasks.daemon import process as processes
 from djangotasks.daemon.logwriter import LogWriter
 from djangotasks.daemon.process import TaskProcess
 from djangotasks.models import Task, Worker, transitions
-from djangotasks.statuses import Status
+from djangotasks.statuses import ACTIVE, Status
 
 logger = logging.getLogger("djangotasks")
 
@@ -41,6 +41,9 @@ SAFETY_POLL_INTERVAL = 30.0
 MIN_LOOK_INTERVAL = 0.05
 MAX_DB_BACKOFF = 10.0
 READ_SIZE = 65536
+# kill_status of a process whose task row is gone (deleted, or ended by another daemon):
+# nothing is recorded for it.
+DELETED = "deleted"
 
 
 class Daemon:
@@ -113,7 +116,7 @@ class Daemon:
             signal.signal(signal.SIGINT, self._on_signal)
             signal.signal(signal.SIGCHLD, lambda *_: None)
             signal.set_wakeup_fd(self.wakeup_w)
-            _become_subreaper()
+            linux.become_subreaper()
         self._register()
         self._open_wakeup_channel()
         logger.info(
@@ -267,6 +270,8 @@ class Daemon:
         if self.logs.has_pending() and now >= self.next_flush:
             self.logs.flush()
             self.next_flush = now + self.settings.LOG_FLUSH_INTERVAL
+            if self.logs.orphaned:
+                self.cancels_needed = True  # rows were deleted: find out which, kill them
         while self.finishing:
             self._finish(self.finishing[0])
             self.finishing.pop(0)
@@ -325,14 +330,32 @@ class Daemon:
             self.next_due = time.monotonic() + max(0.0, delay)
 
     def _check_cancels(self) -> None:
+        """Compare our processes with their rows: cancel requested, row deleted or taken."""
         ids = {proc.task.pk: proc for proc in self.processes.values()}
-        for pk in Task.objects.filter(pk__in=list(ids), status=Status.REQUESTED_CANCEL).values_list(
-            "pk", flat=True
-        ):
-            proc = ids[pk]
-            if not proc.kill_reason:
+        rows = dict(Task.objects.filter(pk__in=list(ids)).values_list("pk", "status"))
+        for pk, proc in ids.items():
+            status = rows.get(pk)
+            if proc.exited or (proc.kill_reason and status != Status.REQUESTED_CANCEL):
+                continue
+            if status == Status.REQUESTED_CANCEL:
                 proc.task.status = Status.REQUESTED_CANCEL
                 self._kill(proc, "Cancelled.", Status.CANCELLED)
+            elif status is None:
+                logger.warning("taskd: task #%s was deleted while running; killing it", pk)
+                self._kill(proc, "", DELETED, grace=0)
+            elif status != Status.RUNNING:
+                # Another daemon recovered it (we were cut off): it must not run twice.
+                logger.warning("taskd: task #%s became %s elsewhere; killing it", pk, status)
+                self._kill(proc, "", DELETED, grace=0)
+
+    def _end_phantoms(self) -> None:
+        """End rows that say they run here although no process of ours runs them."""
+        assert self.worker is not None
+        ours = [proc.task.pk for proc in [*self.processes.values(), *self.finishing]]
+        phantoms = Task.objects.filter(worker=self.worker, status__in=ACTIVE).exclude(pk__in=ours)
+        for task in phantoms:
+            reason = f"Worker lost: {self.worker} has no process for this task."
+            transitions.finish(task, self.worker, Status.UNSUCCESSFUL, reason)
 
     def _on_notify(self, key: selectors.SelectorKey) -> None:
         assert self.listener is not None
@@ -520,6 +543,11 @@ class Daemon:
             if not getattr(proc, f"{which}_closed"):
                 self._close_fd(proc, which)  # an escaped descendant may hold it open
         task = proc.task
+        if proc.kill_status == DELETED or task.pk in self.logs.orphaned:
+            self.logs.discard(task.pk)
+            self.logs.orphaned.discard(task.pk)
+            logger.info("task #%s %s: its row is gone; nothing recorded", task.pk, task.name)
+            return
         if proc.log_size is None:  # a retry after a database error must not close twice
             proc.log_size = self.logs.close(task.pk)
         size = proc.log_size
@@ -536,7 +564,7 @@ class Daemon:
                 signals.task_completed.send(Task, task=task, object=task.target)
         else:
             logger.warning("taskd: task #%s was no longer ours when it ended", task.pk)
-        logger.info("task #%s %s %s", task.pk, task.name, status)
+        logger.info("task #%s %s %s%s", task.pk, task.name, status, f": {reason}" if reason else "")
 
     def _kill(
         self, proc: TaskProcess, reason: str, status: str, grace: float | None = None
@@ -599,6 +627,9 @@ class Daemon:
             if transitions.recover_lost_workers():
                 self.look_needed = True
         transitions.fail_orphaned_dependents()
+        self._end_phantoms()
+        if self.processes:
+            self._check_cancels()  # deleted rows send no notification
 
 
 def _pid_alive(pid: int) -> bool:
@@ -611,17 +642,6 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _become_subreaper() -> None:
-    """Linux: orphaned descendants of our tasks are reparented to us, so we can kill them."""
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-    import ctypes.util
-
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
-
-
 def _kill_escaped(task_id: int) -> None:
     """Kill descendants of a finished task that left its process group (setsid).
 
@@ -630,19 +650,8 @@ def _kill_escaped(task_id: int) -> None:
     looked at, so nothing we did not start is ever signalled.
     """
     marker = f"{conf.TASK_ID_ENV}={task_id}".encode()
-    path = f"/proc/self/task/{threading.get_native_id()}/children"
-    try:
-        with open(path) as f:
-            children = [int(pid) for pid in f.read().split()]
-    except OSError:
-        return
-    for pid in children:
-        try:
-            with open(f"/proc/{pid}/environ", "rb") as f:
-                environ = f.read().split(b"\x00")
-        except OSError:
-            continue
-        if marker in environ:
+    for pid in linux.children(os.getpid()):
+        if marker in linux.environ(pid):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(os.getpgid(pid), signal.SIGKILL)
             with contextlib.suppress(ProcessLookupError, PermissionError):

@@ -11,12 +11,14 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from djangotasks.models import Task, TaskLogChunk
 
-# PostgreSQL text cannot hold NUL; MySQL packets have a size limit. One chunk stays small.
+# PostgreSQL text cannot hold NUL; MySQL packets have a size limit (max_allowed_packet,
+# 16 MB by default on MariaDB): one chunk stays small, and so does one INSERT.
 MAX_CHUNK = 256 * 1024
+MAX_INSERT = 4 * 1024 * 1024
 NUL = "\x00"
 
 
@@ -39,12 +41,14 @@ class LogWriter:
     def __init__(self, max_size: int) -> None:
         self.max_size = max_size
         self._logs: dict[int, _TaskLog] = {}
+        # Tasks whose rows were deleted while they ran: their output has nowhere to go.
+        self.orphaned: set[int] = set()
 
     def open(self, task: Task) -> None:
         self._logs[task.pk] = _TaskLog(offset=task.log_size, limit=self.max_size)
 
     def append(self, task_id: int, text: str) -> None:
-        if not text:
+        if not text or task_id in self.orphaned:
             return
         log = self._logs[task_id]
         text = text.replace(NUL, "\ufffd")
@@ -86,8 +90,22 @@ class LogWriter:
             sizes[task_id] = offset
         if not chunks:
             return
-        with transaction.atomic():
-            TaskLogChunk.objects.bulk_create(chunks)
+        try:
+            with transaction.atomic():
+                for batch in _batches(chunks):
+                    TaskLogChunk.objects.bulk_create(batch)
+        except IntegrityError:
+            # A task row was deleted: drop its output, keep everyone else's and retry.
+            existing = set(Task.objects.filter(pk__in=sizes).values_list("pk", flat=True))
+            missing = set(sizes) - existing
+            if not missing:
+                raise
+            for task_id in missing:
+                self.orphaned.add(task_id)
+                self._logs[task_id].pending.clear()
+                self._logs[task_id].pending_size = 0
+            self.flush(task_ids)
+            return
         for task_id, size in sizes.items():
             log = self._logs[task_id]
             log.offset = size
@@ -116,3 +134,15 @@ class LogWriter:
 
     def discard(self, task_id: int) -> None:
         self._logs.pop(task_id, None)
+
+
+def _batches(chunks: list[TaskLogChunk]) -> list[list[TaskLogChunk]]:
+    batches: list[list[TaskLogChunk]] = [[]]
+    size = 0
+    for chunk in chunks:
+        if batches[-1] and size + len(chunk.text) > MAX_INSERT:
+            batches.append([])
+            size = 0
+        batches[-1].append(chunk)
+        size += len(chunk.text)
+    return batches

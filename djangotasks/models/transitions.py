@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from djangotasks import notify, signals
@@ -83,6 +84,11 @@ def _create_or_get_live(
     key = live_key(definition.name, template.object_id)
     for _round in range(MAX_CAS_ROUNDS):
         existing = Task.objects.filter(live_key=key).first()
+        if existing is not None and existing.status == Status.REQUESTED_CANCEL:
+            raise InvalidTransition(
+                f"Task #{existing.pk} ({existing.label}) is being cancelled; run it again "
+                "once it has stopped."
+            )
         if existing is not None and existing.status in PENDING:
             return existing
         if existing is not None and not _archive(existing):
@@ -124,6 +130,11 @@ def cancel(task: Task) -> None:
     if task.pk is None:
         raise InvalidTransition(f"{task.label} has never been run; there is nothing to cancel.")
     for _round in range(MAX_CAS_ROUNDS):
+        if task.status not in Status.values:
+            raise InvalidTransition(
+                f"Task #{task.pk} has the unknown status {task.status!r} (edited by hand?); "
+                "it cannot be cancelled. Run the task again to replace it."
+            )
         if task.status == Status.REQUESTED_CANCEL:
             return
         if task.status in FINISHED:
@@ -297,8 +308,12 @@ def recover_lost_workers(reason_prefix: str = "Worker lost") -> int:
             last = f"{worker.last_seen:%Y-%m-%d %H:%M:%S}"
             reason = f"{reason_prefix}: {worker} stopped sending heartbeats (last at {last})."
             recovered += end_tasks_of(worker, reason)
-    # Running tasks whose worker row was deleted have nobody to finish them either.
-    for task in Task.objects.filter(status__in=ACTIVE, worker__isnull=True):
+    # Running tasks whose worker row was deleted, or whose worker has stopped (a daemon that
+    # crashed out of its loop, a row edited by hand), have nobody to finish them either.
+    orphans = Task.objects.filter(status__in=ACTIVE).filter(
+        Q(worker__isnull=True) | Q(worker__stopped_at__isnull=False)
+    )
+    for task in orphans:
         with transaction.atomic():
             if _cas(task, ACTIVE, Status.UNSUCCESSFUL, end_date=now, reason=reason_prefix + "."):
                 _after_failure(task, Status.UNSUCCESSFUL)

@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
@@ -63,7 +64,7 @@ class Command(BaseCommand):
                 self.stdout.write(f"taskd stopped (pid {pid})")
             else:
                 self._status(pidfile)
-        except control.ControlError as exc:
+        except (control.ControlError, ImproperlyConfigured) as exc:
             raise CommandError(str(exc)) from exc
 
     def _run(self, pidfile: Path, concurrency: int | None, verbosity: int) -> None:
