@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from django.db import connections
 
 from djangotasks.statuses import Status
 from tests.conftest import wait_status
@@ -53,6 +54,10 @@ def page(live_server, admin_user, monkeypatch) -> Iterator[object]:
             yield page
         finally:
             browser.close()
+            # Playwright's sync API runs in greenlets, and Django's connections are
+            # context-local: the ORM calls of the test opened a connection of their own,
+            # which must not outlive the test (PostgreSQL refuses to drop the database).
+            connections.close_all()
 
 
 def test_run_watch_and_cancel_from_the_admin(page, live_server, daemon, tmp_path):
@@ -133,5 +138,6 @@ def test_pages_show_the_state_without_javascript(live_server, admin_user, monkey
         card = page.locator("#djangotasks-task-tests-Job-sleep")
         assert card.locator(".djangotasks-badge").first.inner_text() == "Cancelled"
         browser.close()
+        connections.close_all()
     task.refresh_from_db()
     assert task.status == Status.CANCELLED

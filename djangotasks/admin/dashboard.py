@@ -59,7 +59,8 @@ class Failure:
 
 
 def capped_count(queryset: QuerySet[Any], cap: int = COUNT_CAP) -> AtLeast:
-    found = queryset[: cap + 1].count()
+    # No ORDER BY: the model's default ordering would sort every matching row first.
+    found = queryset.order_by()[: cap + 1].count()
     return AtLeast(min(found, cap), more=found > cap)
 
 

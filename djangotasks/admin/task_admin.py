@@ -161,7 +161,7 @@ class TaskAdmin(TaskViewsMixin, admin.ModelAdmin):  # type: ignore[type-arg]
 
     @admin.display(description=_("progress"))
     def progress_column(self, task: Task) -> str:
-        return progress_bar(task)
+        return progress_bar(task, compact=True)
 
     @admin.display(description=_("task"), ordering="name")
     def label_column(self, task: Task) -> str:

@@ -32,8 +32,11 @@ def status_badge(task: Task) -> SafeString:
 
 
 @register.simple_tag
-def progress_bar(task: Task) -> SafeString:
-    """A native <progress> (indeterminate while running without a total) and its message."""
+def progress_bar(task: Task, compact: bool = False) -> SafeString:
+    """A native <progress> (indeterminate while running without a total) and its message.
+
+    ``compact`` (list columns) shows the percentage only; the message becomes a tooltip.
+    """
     current, total, message = task.progress
     percent = task.progress.percent
     if percent is not None:
@@ -55,6 +58,14 @@ def progress_bar(task: Task) -> SafeString:
         return format_html('<span class="djangotasks-progress-text">{}</span>', message)
     else:
         return format_html("{}", "")
+    if compact:
+        return format_html(
+            '<span class="djangotasks-progress-cell" title="{}">{}<span '
+            'class="djangotasks-progress-text">{}</span></span>',
+            message,
+            bar,
+            f"{percent:.0f} %" if percent is not None else "",
+        )
     return format_html(
         '<span class="djangotasks-progress-cell">{}<span class="djangotasks-progress-text">{}'
         "</span></span>",
