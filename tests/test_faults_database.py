@@ -33,6 +33,13 @@ pytestmark = [
         reason="stops the database server for everyone: set DJANGOTASKS_DB_FAULTS=1",
     ),
     pytest.mark.skipif(DB == "sqlite", reason="SQLite has no server to stop"),
+    pytest.mark.xfail(
+        DB == "postgres",
+        strict=True,
+        reason="PostgresListener.drain() lets psycopg.OperationalError escape (Daemon._on_notify "
+        "only catches ConnectionError and Django's wrappers): the daemon crashes when the "
+        "server stops, and its tasks die with it",
+    ),
 ]
 
 
