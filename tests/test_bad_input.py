@@ -92,11 +92,6 @@ def test_row_with_an_unknown_status_is_never_claimed_and_run_starts_afresh(daemo
     assert row.status == "exploded"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="transitions.cancel() loops MAX_CAS_ROUNDS times over a status it does not know "
-    "and raises RuntimeError('... its status kept changing'), which is not the cause",
-)
 def test_cancel_of_a_row_with_an_unknown_status_says_so(transactional_db):
     row = hand_made_row(Job.objects.create(), status="exploded")
 
@@ -108,23 +103,8 @@ def test_cancel_of_a_row_with_an_unknown_status_says_so(transactional_db):
     "owner",
     [
         "nobody",
-        pytest.param(
-            "stopped daemon",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="recover_lost_workers() only looks at workers with stopped_at NULL and "
-                "tasks with worker NULL: an active task of a stopped worker (a daemon that "
-                "crashed out of its loop, or a row edited by hand) stays running forever",
-            ),
-        ),
-        pytest.param(
-            "live daemon that does not run it",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="a daemon never compares the rows that name it with the processes it "
-                "runs: a row set to running on it by hand stays running forever",
-            ),
-        ),
+        "stopped daemon",
+        "live daemon that does not run it",
     ],
 )
 def test_row_edited_to_running_without_a_process_is_ended(start_daemon, victim, owner):
@@ -276,12 +256,6 @@ def test_cancel_of_a_task_that_never_ran_is_refused(transactional_db):
         Job.objects.create().hello().cancel()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="run() of a task in requested_cancel returns it unchanged (requested_cancel is in "
-    "PENDING), so the caller believes it runs while it is being killed: no error, and the "
-    "run is silently dropped",
-)
 def test_run_of_a_task_being_cancelled_is_refused_clearly(daemon, tmp_path):
     job = Job.objects.create(path=str(tmp_path / "pid"))
     stubborn = job.ignore_sigterm().run()  # stays in requested_cancel for CANCEL_GRACE
@@ -351,11 +325,6 @@ def test_unwritable_pid_file_location_is_a_clear_error(transactional_db, tmp_pat
     assert not Worker.objects.exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="taskd only turns ControlError into a CommandError; the ImproperlyConfigured of "
-    "PidFile.acquire() (and of bad settings) escapes as a traceback",
-)
 def test_unwritable_pid_file_location_is_reported_without_a_traceback(transactional_db, tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("")

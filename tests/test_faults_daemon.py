@@ -60,12 +60,6 @@ def test_sigkilled_daemon_takes_its_task_process_group_down(start_daemon, fault)
     assert_all_gone([task_pid, grandchild])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="on parent death the task process kills only its own process group "
-    "(child._kill_own_group); a descendant that left it with setsid() is reparented to "
-    "init and runs on unsupervised",
-)
 def test_sigkilled_daemon_takes_escaped_grandchildren_down(start_daemon, fault):
     daemon = start_daemon()
     _task, task_pid, _grandchild, escaped = family(fault)

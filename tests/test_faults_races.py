@@ -144,12 +144,6 @@ def test_task_deleted_while_scheduled_is_simply_not_run(start_daemon, tmp_path):
     assert job.counter().status == Status.DEFINED
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the daemon never notices that a running task's row was deleted: the task runs "
-    "on, and its next output makes LogWriter.flush raise IntegrityError (foreign key), which "
-    "is not a DB_ERRORS and ends the daemon's loop",
-)
 def test_task_deleted_while_running_is_stopped_and_the_daemon_serves_on(start_daemon, tmp_path):
     daemon = start_daemon()
     fault = Fault.objects.create(path=str(tmp_path / "done"), count=6000, seconds=0.05)
