@@ -68,6 +68,7 @@ class Daemon:
         self.worker: Worker | None = None
         self.listener: notify.PostgresListener | None = None
         self.watcher: notify.SQLiteWatcher | None = None
+        self.listen_failed = False  # logged once, not on every retry
         self.look_needed = True
         self.cancels_needed = False
         self.stopping = False
@@ -152,9 +153,13 @@ class Daemon:
                 self.selector.register(
                     self.listener.fileno(), selectors.EVENT_READ, self._on_notify
                 )
-            except (*DB_ERRORS, OSError) as exc:  # retried in maintenance
-                logger.warning("taskd: cannot LISTEN for wake-ups (%s); polling meanwhile", exc)
+            except Exception as exc:  # psycopg's own errors, not Django's; retried later
+                if not self.listen_failed:
+                    logger.warning("taskd: cannot LISTEN for wake-ups (%s); polling", exc)
+                self.listen_failed = True
                 self.listener = None
+            else:
+                self.listen_failed = False
         elif db.vendor == "sqlite":
             path = str(db.settings_dict["NAME"])
             if path and path != ":memory:" and "mode=memory" not in path:
@@ -361,8 +366,9 @@ class Daemon:
         assert self.listener is not None
         try:
             payloads = self.listener.drain()
-        except (ConnectionError, *DB_ERRORS) as exc:
+        except Exception as exc:  # psycopg's own errors, not Django's wrappers
             logger.warning("taskd: LISTEN connection lost (%s); reconnecting", exc)
+            self.listen_failed = True
             self._drop_listener()
             return
         for payload in payloads:
@@ -620,7 +626,7 @@ class Daemon:
         # than on every look: the daemon's queries are cheap, connecting is not.
         close_old_connections()
         self.next_maintenance = now + max(self.settings.WORKER_TIMEOUT / 3, 1.0)
-        if self.listener is None and db.vendor == "postgresql" and not self.thread_mode:
+        if self.listener is None and db.vendor == "postgresql":
             self._open_wakeup_channel()
         # Right after an outage every daemon's heartbeat is stale: give them time to beat.
         if now - self.db_ok_since >= self.settings.WORKER_TIMEOUT:
