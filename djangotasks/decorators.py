@@ -63,7 +63,9 @@ def _check_options(options: dict[str, Any]) -> None:
         raise TypeError("@task(retries=...) cannot be negative")
 
 
-def _make(func: Callable[..., Any], dependencies: tuple[Any, ...], options: dict[str, Any]) -> Any:
+def _make(
+    func: Callable[..., Any], dependencies: tuple[Any, ...], options: dict[str, Any]
+) -> TaskMethod | TaskFunction:
     if not inspect.isfunction(func):
         raise TypeError(f"@task decorates functions and methods, not {func!r}")
     qualname = func.__qualname__
@@ -103,6 +105,8 @@ def _definition_kwargs(func: Callable[..., Any], options: dict[str, Any]) -> dic
 
 class TaskFunction:
     """A registered module-level function. ``f()`` returns its current Task."""
+
+    definition: TaskDefinition
 
     def __init__(
         self, func: Callable[[], Any], dependencies: tuple[Any, ...], options: dict[str, Any]
@@ -146,7 +150,7 @@ class TaskMethod:
     def __init__(
         self, func: Callable[[Any], Any], dependencies: tuple[Any, ...], options: dict[str, Any]
     ) -> None:
-        functools.update_wrapper(self, func)
+        functools.update_wrapper(self, func)  # type: ignore[arg-type]  # a descriptor
         self.func = func
         self.dependencies = dependencies
         self.options = options

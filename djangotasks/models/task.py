@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from django.contrib.contenttypes.models import ContentType
+from django.core.exceptions import ObjectDoesNotExist
 from django.db import models
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
@@ -72,7 +73,7 @@ class TaskQuerySet(models.QuerySet["Task"]):
         ).exclude(Exists(waiting))
 
 
-class TaskManager(models.Manager.from_queryset(TaskQuerySet)):  # type: ignore[misc]
+class _TaskManager(models.Manager["Task"]):
     def current(self, definition: TaskDefinition, obj: models.Model | None) -> Task:
         """The live task of ``definition`` for ``obj``; an unsaved ``defined`` one if none.
 
@@ -89,12 +90,12 @@ class TaskManager(models.Manager.from_queryset(TaskQuerySet)):  # type: ignore[m
                 )
             object_id = str(obj.pk)
             content_type = ContentType.objects.get_for_model(obj)
-        existing = self.filter(live_key=live_key(definition.name, object_id)).first()
+        existing: Task | None = self.filter(live_key=live_key(definition.name, object_id)).first()
         if existing is not None:
             if obj is not None:
                 existing.__dict__["target"] = obj
             return existing
-        task = self.model(
+        task: Task = self.model(
             name=definition.name,
             content_type=content_type,
             object_id=object_id,
@@ -103,6 +104,9 @@ class TaskManager(models.Manager.from_queryset(TaskQuerySet)):  # type: ignore[m
         )
         task.__dict__["target"] = obj
         return task
+
+
+TaskManager = _TaskManager.from_queryset(TaskQuerySet)
 
 
 class Task(models.Model):
@@ -173,7 +177,8 @@ class Task(models.Model):
         return state
 
     def __str__(self) -> str:
-        target = f" of {self.content_type.model} #{self.object_id}" if self.object_id else ""
+        model = self.content_type.model if self.content_type else "object"
+        target = f" of {model} #{self.object_id}" if self.object_id else ""
         number = f"#{self.pk} " if self.pk else ""
         return f"{number}{self.label}{target} ({self.status})"
 
@@ -215,14 +220,14 @@ class Task(models.Model):
     @cached_property
     def target(self) -> models.Model | None:
         """The object this task runs on, or None (function task, or object deleted)."""
-        if self.content_type_id is None:
+        if self.content_type is None:
             return None
         model = self.content_type.model_class()
         if model is None:
-            return None
+            return None  # the model was removed from the project
         try:
             return model._default_manager.get(pk=self.object_id)
-        except (model.DoesNotExist, ValueError):
+        except (ObjectDoesNotExist, ValueError):
             return None
 
     @property

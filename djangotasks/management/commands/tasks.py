@@ -7,6 +7,7 @@ import time
 from datetime import timedelta
 from typing import Any
 
+from django.core.exceptions import ObjectDoesNotExist
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 from django.utils import timezone
@@ -66,7 +67,8 @@ class Command(BaseCommand):
         for task in tasks[: options["limit"]]:
             duration = task.duration
             took = f"{duration.total_seconds():.1f}s" if duration is not None else "-"
-            target = f"{task.content_type.model} #{task.object_id}" if task.object_id else "-"
+            model = task.content_type.model if task.content_type else "object"
+            target = f"{model} #{task.object_id}" if task.object_id else "-"
             self.stdout.write(f"#{task.pk:<6} {task.status:<16} {took:>9}  {task.name}  {target}")
 
     def _show(self, options: dict[str, Any]) -> None:
@@ -103,7 +105,7 @@ class Command(BaseCommand):
                                    "give its primary key.")  # fmt: skip
             try:
                 target = definition.model._default_manager.get(pk=options["object_id"])
-            except (definition.model.DoesNotExist, ValueError):
+            except (ObjectDoesNotExist, ValueError):
                 raise CommandError(
                     f"No {definition.model.__name__} with primary key {options['object_id']!r}."
                 ) from None
