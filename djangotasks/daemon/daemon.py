@@ -224,7 +224,9 @@ class Daemon:
             deadlines.append(self.db_retry_at)
         else:
             deadlines.append(self.next_poll)
-            if self.look_needed or self.cancels_needed or self.finishing:
+            # A look wanted while every slot is taken waits for a slot: no busy loop.
+            can_claim = len(self.processes) < self.capacity and not self.stopping
+            if (self.look_needed and can_claim) or self.cancels_needed or self.finishing:
                 deadlines.append(now)
             if self.logs.has_pending():
                 deadlines.append(self.next_flush)
@@ -282,7 +284,8 @@ class Daemon:
             self.finishing.pop(0)
         if now >= self.next_maintenance:
             self._maintenance()
-        if self.look_needed or self.cancels_needed or now >= self.next_poll:
+        can_claim = len(self.processes) < self.capacity and not self.stopping
+        if (self.look_needed and can_claim) or self.cancels_needed or now >= self.next_poll:
             self._look()
 
     def _database_failed(self, exc: Exception) -> None:
@@ -402,8 +405,13 @@ class Daemon:
             transitions.finish(task, self.worker, Status.UNSUCCESSFUL, f"Could not start: {exc}")
             return
         self.processes[proc.pid] = proc
-        self.selector.register(proc.output_fd, selectors.EVENT_READ, self._on_output)
-        self.selector.register(proc.control_fd, selectors.EVENT_READ, self._on_control)
+        # Each registration carries its process: an event costs no search among 100 tasks.
+        self.selector.register(
+            proc.output_fd, selectors.EVENT_READ, lambda key, p=proc: self._read_output(p)
+        )
+        self.selector.register(
+            proc.control_fd, selectors.EVENT_READ, lambda key, p=proc: self._read_control(p)
+        )
         if hasattr(os, "pidfd_open"):
             try:
                 proc.pidfd = os.pidfd_open(proc.pid)
@@ -416,17 +424,6 @@ class Daemon:
             self._kill(proc, "Cancelled.", Status.CANCELLED)
         if signals.task_started.has_listeners():
             signals.task_started.send(Task, task=task, object=task.target)
-
-    def _proc_for_fd(self, fd: int, attr: str) -> TaskProcess | None:
-        for proc in list(self.processes.values()) + self.finishing:
-            if getattr(proc, attr) == fd:
-                return proc
-        return None
-
-    def _on_output(self, key: selectors.SelectorKey) -> None:
-        proc = self._proc_for_fd(key.fd, "output_fd")
-        if proc is not None:
-            self._read_output(proc)
 
     def _read_output(self, proc: TaskProcess) -> None:
         if proc.output_closed:
@@ -441,11 +438,6 @@ class Daemon:
                 self._close_fd(proc, "output")
                 return
             self.logs.append(proc.task.pk, proc.decoder.decode(data))
-
-    def _on_control(self, key: selectors.SelectorKey) -> None:
-        proc = self._proc_for_fd(key.fd, "control_fd")
-        if proc is not None:
-            self._read_control(proc)
 
     def _read_control(self, proc: TaskProcess) -> None:
         if proc.control_closed:
