@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -129,7 +130,8 @@ def test_task_list_never_counts_the_table_and_has_a_query_budget(
     assert response.status_code == 200
     html = response.content.decode()
     assert "500+ tasks" in html
-    assert '<a role="button" href="?p=6">6</a>' in html  # five pages ahead, not the total
+    # Five pages ahead, not the total (the link's attributes differ between Django versions).
+    assert re.search(r'<a [^>]*href="\?p=6"[^>]*>6</a>', html)
     counts = [q["sql"] for q in captured.captured_queries if "COUNT(" in q["sql"].upper()]
     assert counts and all("LIMIT" in sql.upper() for sql in counts), counts
     # Page 7 is reachable too, counted from there.
