@@ -36,9 +36,9 @@ pytestmark = [
     pytest.mark.xfail(
         DB == "postgres",
         strict=True,
-        reason="PostgresListener.drain() lets psycopg.OperationalError escape (Daemon._on_notify "
-        "only catches ConnectionError and Django's wrappers): the daemon crashes when the "
-        "server stops, and its tasks die with it",
+        reason="the lost LISTEN connection still crashes the daemon: Daemon._drop_listener "
+        "calls PostgresListener.fileno(), which asks psycopg for the socket of a connection "
+        "that is gone and raises psycopg.OperationalError ('the connection is lost')",
     ),
 ]
 
