@@ -16,6 +16,7 @@ from django_htmx.http import HTMX_STOP_POLLING
 from djangotasks.models import Task, TaskLogChunk
 from djangotasks.models.task import live_key
 from djangotasks.statuses import Status
+from djangotasks.templatetags.djangotasks_admin import short_date
 from tests.models import Job
 
 pytestmark = pytest.mark.django_db
@@ -277,6 +278,39 @@ def test_change_form_has_a_live_panel(admin_client):
     assert f"{url('head', running.pk)}?in=panel" in html
     assert '"X-CSRFToken": "' in html
     assert "<script>" not in html.replace("<script src=", "")  # no inline scripts
+
+
+def test_panel_says_never_run_rather_than_empty_dates(admin_client):
+    job = Job.objects.create()
+    make_task(job, "hello", Status.CANCELLED, start_date=None, end_date=None)
+    html = admin_client.get(job_url("change", job.pk)).content.decode()
+    card = html[html.index('id="djangotasks-task-tests-Job-sleep"') :]
+    assert "Never run" in card[: card.index("</article>")]
+    card = html[html.index('id="djangotasks-task-tests-Job-hello"') :]
+    assert "Never started" in card[: card.index("</article>")]
+    assert "Started —" not in html
+
+
+def test_short_date_fits_a_column_and_keeps_the_full_date_in_its_title():
+    now = timezone.localtime()
+    today = short_date(now)
+    assert f">{now:%H:%M}</time>" in today
+    assert f'datetime="{now.isoformat()}"' in today
+    earlier = now.replace(month=1 if now.month > 1 else 2, day=1)
+    assert f">{earlier:1 %b %H:%M}</time>".replace(" ", "\xa0", 1) in short_date(earlier)
+    last_year = now.replace(year=now.year - 1, day=1)
+    assert f"{last_year:%b %Y}<" in short_date(last_year)
+    assert short_date(None) == "—"
+
+
+def test_task_list_columns_are_compact(admin_client):
+    job = Job.objects.create()
+    task = make_task(job, "hello", Status.SUCCESSFUL)
+    html = admin_client.get(url("changelist")).content.decode()
+    # The task label links to the task, with its id; the start is a <time> with a title.
+    assert f'href="{url("change", task.pk)}">Say hello <span class="djangotasks-id">#{task.pk}' in html
+    assert '<td class="field-start_column"><time datetime=' in html
+    assert "column-id" not in html
 
 
 def test_run_from_the_panel_with_htmx_returns_the_panel(admin_client):

@@ -6,7 +6,8 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from django import template
-from django.utils import timezone
+from django.utils import dateformat, timezone
+from django.utils.formats import date_format
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext as _
@@ -99,3 +100,31 @@ def since(value: datetime | None) -> str:
     if value is None:
         return "—"
     return duration(max(timedelta(0), timezone.now() - value))
+
+
+@register.filter
+def short_date(value: datetime | None) -> SafeString | str:
+    """A date that fits a narrow column: "08:15" today, "27 Nov 08:15" this year, "27 Nov
+    2025" before; the full date and time are in the ``title`` and the ``datetime``.
+
+    The day and month never part (a no-break space); a narrow column may put the time on
+    a second line.
+    """
+    if value is None:
+        return "—"
+    if timezone.is_aware(value):
+        local, today = timezone.localtime(value), timezone.localdate()
+    else:  # USE_TZ = False: naive datetimes in the server's time
+        local, today = value, timezone.now().date()
+    if local.date() == today:
+        text = dateformat.format(local, "H:i")
+    elif local.year == today.year:
+        text = dateformat.format(local, "j\u00a0M H:i")
+    else:
+        text = dateformat.format(local, "j\u00a0M Y")
+    return format_html(
+        '<time datetime="{}" title="{}">{}</time>',
+        local.isoformat(),
+        date_format(local, "DATETIME_FORMAT"),
+        text,
+    )
