@@ -308,7 +308,8 @@ def test_task_list_columns_are_compact(admin_client):
     task = make_task(job, "hello", Status.SUCCESSFUL)
     html = admin_client.get(url("changelist")).content.decode()
     # The task label links to the task, with its id; the start is a <time> with a title.
-    assert f'href="{url("change", task.pk)}">Say hello <span class="djangotasks-id">#{task.pk}' in html
+    link = f'href="{url("change", task.pk)}">Say hello <span class="djangotasks-id">#{task.pk}'
+    assert link in html
     assert '<td class="field-start_column"><time datetime=' in html
     assert "column-id" not in html
 
