@@ -36,9 +36,12 @@ class PostgresListener:
         self._conn: Any = wrapper.get_new_connection(params)
         self._conn.autocommit = True
         self._conn.execute(f"LISTEN {CHANNEL}")
+        # Kept: psycopg raises when asked for the socket of a connection that is lost, and
+        # the daemon needs it precisely then, to unregister it.
+        self._fileno = int(self._conn.pgconn.socket)
 
     def fileno(self) -> int:
-        return int(self._conn.pgconn.socket)
+        return self._fileno
 
     def drain(self) -> list[str]:
         """Payloads that have arrived, without blocking."""

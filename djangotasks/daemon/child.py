@@ -118,6 +118,8 @@ def _report(control_fd: int, message: dict[str, Any]) -> None:
 
 def execute(task: Task, control_fd: int) -> int:
     """Run the task's registered code; return the process exit code."""
+    from django.db import connections
+
     from djangotasks.registry import UnknownTask, registry
 
     faulthandler.enable(file=sys.stderr)
@@ -131,7 +133,16 @@ def execute(task: Task, control_fd: int) -> int:
         return EXIT_FAILED
     target = None
     if definition.is_method:
-        target = task.target
+        try:
+            target = task.target
+        except Exception as exc:
+            traceback.print_exc()
+            _report(control_fd, {"reason": f"Could not load its object: {exc}"[:1000]})
+            return EXIT_FAILED
+        finally:
+            # The task's code opens its own connection if it needs one; a task that does not
+            # must not hold one for hours (100 tasks would exhaust PostgreSQL's default 100).
+            connections.close_all()
         if target is None:
             reason = f"Its object ({task.content_type} #{task.object_id}) no longer exists."
             print(f"djangotasks: {reason}", file=sys.stderr)
@@ -171,6 +182,7 @@ def execute(task: Task, control_fd: int) -> int:
 def main(argv: list[str]) -> int:
     """Entry point of a fresh-interpreter task process (thread mode, START_METHOD="exec")."""
     import django
+    from django.db import connections
 
     task_id, worker_id, control_fd = int(argv[1]), int(argv[2]), int(argv[3])
     _guard_parent_death()
@@ -181,6 +193,7 @@ def main(argv: list[str]) -> int:
     from djangotasks.statuses import ACTIVE
 
     task = Task.objects.select_related("content_type").get(pk=task_id)
+    connections.close_all()  # as in a forked task: no connection held unless the task needs one
     if task.worker_id != worker_id or task.status not in ACTIVE:
         print(
             f"djangotasks: task #{task_id} is not running for worker {worker_id}", file=sys.stderr
