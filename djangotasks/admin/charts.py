@@ -65,12 +65,14 @@ class Hour:
 
 
 def hourly(
-    rows: Iterable[tuple[datetime, datetime | None, str]], now: datetime, hours: int = 24
+    rows: Iterable[tuple[datetime | None, datetime | None, str]], now: datetime, hours: int = 24
 ) -> list[Hour]:
     """Bucket (end_date, start_date, status) rows into ``hours`` hourly buckets ending now."""
     first = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=hours - 1)
     buckets = [Hour(first + timedelta(hours=i)) for i in range(hours)]
     for end, start, status in rows:
+        if end is None:  # not finished: no bucket yet
+            continue
         index = int((end - first).total_seconds() // 3600)
         if not 0 <= index < hours:
             continue

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import django
 from django.core.exceptions import PermissionDenied
@@ -24,10 +24,18 @@ from djangotasks.models import Task, Worker
 from djangotasks.statuses import ACTIVE, FAILED, Status
 
 if TYPE_CHECKING:
+    from typing import TypedDict
+
     from django.db.models import QuerySet
     from django.http import HttpRequest
+    from django_stubs_ext import WithAnnotations
 
     from djangotasks.admin.task_admin import TaskAdmin
+    from djangotasks.models.task import TaskQuerySet
+
+    class RunningCount(TypedDict):
+        running: int
+
 
 # Counts stop here ("10000+"): an exact count of a million rows is not worth its cost.
 COUNT_CAP = 10_000
@@ -64,7 +72,7 @@ def capped_count(queryset: QuerySet[Any], cap: int = COUNT_CAP) -> AtLeast:
     return AtLeast(min(found, cap), more=found > cap)
 
 
-def _check(model_admin: TaskAdmin, request: HttpRequest) -> QuerySet[Task]:
+def _check(model_admin: TaskAdmin, request: HttpRequest) -> TaskQuerySet:
     if not model_admin.has_view_permission(request):
         raise PermissionDenied
     return model_admin.get_queryset(request)
@@ -90,10 +98,14 @@ def live_context(model_admin: TaskAdmin, request: HttpRequest) -> dict[str, Any]
         .order_by("start_date", "id")[:RUNNING_LIMIT]
     )
     prefetch_targets(running)
-    workers = list(
-        Worker.objects.filter(stopped_at__isnull=True)
-        .annotate(running=Count("tasks", filter=Q(tasks__status__in=ACTIVE)))
-        .order_by("-last_seen")[:WORKER_LIMIT]
+    # The stubs lose the annotation when a custom QuerySet is iterated: say what the rows are.
+    workers = cast(
+        "list[WithAnnotations[Worker, RunningCount]]",
+        list(
+            Worker.objects.filter(stopped_at__isnull=True)
+            .annotate(running=Count("tasks", filter=Q(tasks__status__in=ACTIVE)))
+            .order_by("-last_seen")[:WORKER_LIMIT]
+        ),
     )
     return {
         "counts": counts,

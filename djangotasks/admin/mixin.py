@@ -169,7 +169,7 @@ class TaskAdminMixin:
         return list_display
 
     def get_changelist_instance(self, request: HttpRequest) -> ChangeList:
-        changelist = super().get_changelist_instance(request)  # type: ignore[misc]
+        changelist: ChangeList = super().get_changelist_instance(request)  # type: ignore[misc]
         if "djangotasks_column" in changelist.list_display:
             self._prefetch_column(request, list(changelist.result_list))
         return changelist

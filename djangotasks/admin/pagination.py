@@ -8,18 +8,25 @@ an index), and the list says "500+ tasks" instead of an exact total.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from django.contrib.admin.views.main import PAGE_VAR, ChangeList
+from django.contrib.contenttypes.models import ContentType
 from django.core.paginator import Paginator
 from django.utils.functional import cached_property
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
+    from django.db.models import QuerySet
     from django.http import HttpRequest
 
     from djangotasks.models import Task
+
+    # Django's Paginator is generic in the stubs only.
+    _TaskPaginator = Paginator[Task]
+else:
+    _TaskPaginator = Paginator
 
 LOOKAHEAD_PAGES = 5
 
@@ -46,20 +53,21 @@ class AtLeast(int):
         return str(self)
 
 
-class LookaheadPaginator(Paginator):
+class LookaheadPaginator(_TaskPaginator):
     """Knows the rows up to ``LOOKAHEAD_PAGES`` past ``page_number``, not the total."""
 
-    def __init__(self, object_list: Any, per_page: int, *, page_number: int = 1) -> None:
+    def __init__(self, object_list: QuerySet[Task], per_page: int, *, page_number: int = 1) -> None:
         super().__init__(object_list, per_page)
+        self.queryset = object_list
         self.page_number = max(1, page_number)
 
     @cached_property
-    def count(self) -> int:  # type: ignore[override]
+    def count(self) -> int:
         start = (self.page_number - 1) * self.per_page
         window = self.per_page * LOOKAHEAD_PAGES
         # How many rows a window holds does not depend on their order; without ORDER BY the
         # database counts index entries instead of sorting every matching row.
-        found = self.object_list.order_by()[start : start + window + 1].count()
+        found = self.queryset.order_by()[start : start + window + 1].count()
         return AtLeast(start + min(found, window), more=found > window)
 
 
@@ -76,8 +84,8 @@ def prefetch_targets(tasks: Iterable[Task]) -> None:
     for task in tasks:
         if task.content_type_id is not None and "target" not in task.__dict__:
             wanted[task.content_type_id].append(task)
-    for group in wanted.values():
-        model = group[0].content_type.model_class()
+    for content_type_id, group in wanted.items():
+        model = ContentType.objects.get_for_id(content_type_id).model_class()
         if model is None:
             for task in group:
                 task.__dict__["target"] = None

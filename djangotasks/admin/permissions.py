@@ -45,7 +45,7 @@ def can_view_model(
 def can_view_target(request: HttpRequest, admin_site: AdminSite, task: Task) -> bool:
     if task.content_type_id is None:
         return True  # a function task belongs to no object
-    model = task.content_type.model_class()
+    model = ContentType.objects.get_for_id(task.content_type_id).model_class()
     if model is None:
         return bool(request.user.is_superuser)  # its model was removed from the project
     return can_view_model(request, admin_site, model, task.target)

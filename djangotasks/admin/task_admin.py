@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.contrib import admin, messages
 from django.contrib.admin.options import ShowFacets
+from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q
 from django.urls import path, reverse
@@ -34,11 +35,19 @@ if TYPE_CHECKING:
     from django.http import HttpRequest, HttpResponse
     from django.urls import URLPattern
 
+    from djangotasks.models.task import TaskQuerySet
+
+    # ModelAdmin is generic in the stubs only.
+    _TaskModelAdmin = admin.ModelAdmin[Task]
+    _WorkerModelAdmin = admin.ModelAdmin[Worker]
+else:
+    _TaskModelAdmin = _WorkerModelAdmin = admin.ModelAdmin
+
 MEDIA_CSS = {"all": ["djangotasks/djangotasks.css"]}
 MEDIA_JS = ["djangotasks/djangotasks.js"]
 
 
-class TaskAdmin(TaskViewsMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+class TaskAdmin(TaskViewsMixin, _TaskModelAdmin):
     # Eight columns that fit a 1280 px window with the admin's sidebar and filters open: the
     # id rides along in the task column, which links to the task's page.
     list_display = [
@@ -129,15 +138,21 @@ class TaskAdmin(TaskViewsMixin, admin.ModelAdmin):  # type: ignore[type-arg]
     def has_cancel_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(permissions.CANCEL)
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Task]:
-        queryset = super().get_queryset(request)
+    def get_queryset(self, request: HttpRequest) -> TaskQuerySet:
+        # Task's default manager makes TaskQuerySets; the stubs know only QuerySet[Task].
+        queryset = cast("TaskQuerySet", super().get_queryset(request))
         visible = permissions.visible_content_types(request, self.admin_site)
         if visible is not None:
             queryset = queryset.filter(Q(content_type__isnull=True) | Q(content_type__in=visible))
         return queryset
 
     def get_paginator(
-        self, request: HttpRequest, queryset: Any, per_page: int, *args: Any, **kwargs: Any
+        self,
+        request: HttpRequest,
+        queryset: QuerySet[Task],
+        per_page: int,
+        *args: Any,
+        **kwargs: Any,
     ) -> LookaheadPaginator:
         return LookaheadPaginator(queryset, per_page, page_number=page_number(request))
 
@@ -196,7 +211,7 @@ class TaskAdmin(TaskViewsMixin, admin.ModelAdmin):  # type: ignore[type-arg]
         if target is None:
             return format_html(
                 '<span class="djangotasks-gone">{} #{} ({})</span>',
-                task.content_type.name,
+                ContentType.objects.get_for_id(task.content_type_id).name,
                 task.object_id,
                 _("deleted"),
             )
@@ -330,7 +345,7 @@ class TaskAdmin(TaskViewsMixin, admin.ModelAdmin):  # type: ignore[type-arg]
         return dashboard.live(self, request)
 
 
-class WorkerAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class WorkerAdmin(_WorkerModelAdmin):
     """The daemons, as their heartbeats recorded them. Read-only."""
 
     list_display = ["__str__", "mode", "capacity", "started_at", "last_seen", "stopped_at"]

@@ -18,6 +18,7 @@ from django.template.response import TemplateResponse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django_htmx.http import HTMX_STOP_POLLING
+from django_htmx.middleware import HtmxDetails
 
 from djangotasks.admin import panels, permissions
 from djangotasks.exceptions import InvalidTransition
@@ -26,10 +27,10 @@ from djangotasks.registry import UnknownTask, registry
 from djangotasks.statuses import PENDING
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from django.contrib.admin import AdminSite, ModelAdmin
-    from django.db.models import Model
+    from django.db.models import Model, QuerySet
     from django.http import HttpRequest
 
 # A poll after a long pause may find megabytes of new output; the page gets the end of it.
@@ -48,6 +49,7 @@ def get_target(
 ) -> Model:
     """The object through its ModelAdmin (so its queryset restrictions apply); 404 if none."""
     model_admin = target_admin(admin_site, model)
+    obj: Model | None
     if model_admin is not None:
         obj = model_admin.get_object(request, object_id)
     else:
@@ -81,7 +83,7 @@ class TaskViewsMixin:
 
     admin_site: AdminSite
 
-    get_queryset: Any  # from ModelAdmin
+    get_queryset: Callable[[HttpRequest], QuerySet[Task]]  # from ModelAdmin
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -106,7 +108,7 @@ class TaskViewsMixin:
     ) -> HttpResponse:
         """htmx from a tasks panel gets the fresh panel; everyone else a redirect + message."""
         target = task.target
-        if request.htmx and request.POST.get("panel") and target is not None:
+        if HtmxDetails(request) and request.POST.get("panel") and target is not None:
             return panel_response(request, self.admin_site, target, notice, error)
         if request.POST.get("show") == "task" and not error:
             messages.success(request, notice)
@@ -132,10 +134,10 @@ class TaskViewsMixin:
             raise Http404(str(exc)) from exc
         target = None
         if definition.is_method:
-            content_type = get_object_or_404(ContentType, pk=content_type_id)
-            if content_type.model_class() is not definition.model or object_id is None:
+            model = get_object_or_404(ContentType, pk=content_type_id).model_class()
+            if model is None or model is not definition.model or object_id is None:
                 raise Http404(_("This task does not belong to this kind of object."))
-            target = get_target(request, self.admin_site, content_type.model_class(), object_id)
+            target = get_target(request, self.admin_site, model, object_id)
         elif content_type_id is not None:
             raise Http404(_("This task does not belong to an object."))
         if not request.user.has_perm(permissions.RUN):
