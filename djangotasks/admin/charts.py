@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
 WIDTH, HEIGHT = 480, 160
-LEFT, BOTTOM, TOP = 44, 20, 10  # room for the axis labels
+LEFT, BOTTOM, TOP = 62, 20, 10  # room for the axis labels ("2 h 05 min" on the y axis)
 PLOT_W, PLOT_H = WIDTH - LEFT - 6, HEIGHT - BOTTOM - TOP
 
 
