@@ -6,8 +6,6 @@ Every line is stored, and cancels and new tasks are still served meanwhile. The 
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from djangotasks.statuses import Status
@@ -21,13 +19,6 @@ CANCELLED = 5
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    os.environ.get("DJANGOTASKS_TEST_DB") == "postgres",
-    strict=True,
-    reason="every task process keeps the database connection it opened to load its object "
-    "for its whole life: 100 tasks exceed PostgreSQL's default max_connections (100) and "
-    "the last ones die with 'sorry, too many clients already' (exit status 70)",
-)
 def test_100_tasks_printing_for_a_minute_lose_no_line_and_leave_the_daemon_responsive(
     start_daemon,
 ):

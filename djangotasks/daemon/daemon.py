@@ -205,6 +205,8 @@ class Daemon:
         if self.listener is not None:
             self.listener.close()
         self.selector.close()
+        if not self.thread_mode and threading.current_thread() is threading.main_thread():
+            signal.set_wakeup_fd(-1)  # a late signal must not write to a closed pipe
         os.close(self.wakeup_r)
         os.close(self.wakeup_w)
         logger.info("taskd %s stopped", self.worker)
