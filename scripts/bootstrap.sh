@@ -20,11 +20,21 @@ if ! "$VENV/bin/python" -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/
     "$python" -m venv "$VENV"
 fi
 
-# Reinstall when pyproject.toml changed or other extras are asked for.
+# Install again when pyproject.toml changed or an extra is asked for that is not installed
+# (so `make bench`, which adds the bench extra, and `make test` do not undo each other).
 stamp="$VENV/.djangotasks-installed"
-want="$EXTRAS $(cksum < pyproject.toml)"
-if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
-    echo "bootstrap: installing djangotasks[$EXTRAS] into $VENV"
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[$EXTRAS]"
-    echo "$want" > "$stamp"
+checksum=$(cksum < pyproject.toml)
+installed=""
+if [[ -f "$stamp" ]] && [[ "$(sed -n 2p "$stamp")" == "$checksum" ]]; then
+    installed=$(sed -n 1p "$stamp")
+fi
+missing=0
+for extra in ${EXTRAS//,/ }; do
+    [[ ",$installed," == *",$extra,"* ]] || missing=1
+done
+if ((missing)); then
+    extras=$(printf '%s\n' ${installed//,/ } ${EXTRAS//,/ } | sort -u | paste -sd, -)
+    echo "bootstrap: installing djangotasks[$extras] into $VENV"
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[$extras]"
+    printf '%s\n%s\n' "$extras" "$checksum" > "$stamp"
 fi
