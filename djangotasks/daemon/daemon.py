@@ -18,6 +18,7 @@ import threading
 import time
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections
 from django.db import connection as db
 from django.utils import timezone
@@ -39,6 +40,7 @@ SQLITE_WATCH_INTERVAL = 0.01
 SAFETY_POLL_INTERVAL = 30.0
 # Looks at the queue (claim, cancels) happen at most this often while output is flowing.
 MIN_LOOK_INTERVAL = 0.05
+CANCEL_POLL_INTERVAL = 0.2
 MAX_DB_BACKOFF = 10.0
 READ_SIZE = 65536
 # kill_status of a process whose task row is gone (deleted, or ended by another daemon):
@@ -77,6 +79,7 @@ class Daemon:
         self.signal_count = 0
         now = time.monotonic()
         self.next_poll = now
+        self.next_cancel_check = now
         self.next_watch_look = now
         self.next_heartbeat = now
         self.next_maintenance = now
@@ -234,6 +237,8 @@ class Daemon:
                 deadlines.append(self.next_flush)
         if self.watcher is not None:
             deadlines.append(now + SQLITE_WATCH_INTERVAL)
+        if self._cancels_polled():
+            deadlines.append(self.next_cancel_check)
         if self.next_due is not None:
             deadlines.append(self.next_due)
         for proc in self.processes.values():
@@ -286,9 +291,16 @@ class Daemon:
             self.finishing.pop(0)
         if now >= self.next_maintenance:
             self._maintenance()
+        if self._cancels_polled() and now >= self.next_cancel_check:
+            self.cancels_needed = True
         can_claim = len(self.processes) < self.capacity and not self.stopping
         if (self.look_needed and can_claim) or self.cancels_needed or now >= self.next_poll:
             self._look()
+
+    def _cancels_polled(self) -> bool:
+        # Without a wake-up channel (MySQL) a cancel is only seen by asking; ask often while
+        # tasks run (one indexed SELECT), so a cancel takes effect well within a second.
+        return bool(self.processes) and self.listener is None and self.watcher is None
 
     def _database_failed(self, exc: Exception) -> None:
         now = time.monotonic()
@@ -306,25 +318,39 @@ class Daemon:
 
     def _look(self) -> None:
         """Claim what fits, and act on cancels of our tasks."""
-        polled = time.monotonic() >= self.next_poll
+        now = time.monotonic()
+        polled = now >= self.next_poll
         has_channel = self.listener is not None or self.watcher is not None
-        self.next_poll = time.monotonic() + (
-            SAFETY_POLL_INTERVAL if has_channel else self.settings.POLL_INTERVAL
-        )
+        if polled:
+            self.next_poll = now + (
+                SAFETY_POLL_INTERVAL if has_channel else self.settings.POLL_INTERVAL
+            )
         if self.processes and (self.cancels_needed or polled):
             self._check_cancels()
+            self.next_cancel_check = now + CANCEL_POLL_INTERVAL
         self.cancels_needed = False
+        if not (self.look_needed or polled):
+            return
         free = self.capacity - len(self.processes)
         if self.stopping or free <= 0:
             return
+        if polled and not (self.look_needed or has_channel):
+            # A plain poll (MySQL) with nothing due costs one cheap query, not a transaction.
+            if not Task.objects.claimable(timezone.now()).exists():
+                return
         self.look_needed = False
         claimed = transitions.claim(self.worker, free)  # type: ignore[arg-type]
+        if self.use_fork:
+            _load_targets(claimed)
         for task in claimed:
             self._start(task)
+        started = [task for task in claimed if task.pid is not None]
+        if started:
+            Task.objects.bulk_update(started, ["pid"])
         if len(claimed) == free:
             self.look_needed = True  # there may be more; look again when a slot frees
-        else:
-            self._schedule_next_due()
+        elif has_channel:
+            self._schedule_next_due()  # polling finds due tasks anyway
 
     def _schedule_next_due(self) -> None:
         # Delayed tasks (retries, run_after) wake no one when they come due; set a timer.
@@ -420,8 +446,7 @@ class Daemon:
                 self.selector.register(proc.pidfd, selectors.EVENT_READ, self._on_exit)
             except OSError:
                 proc.pidfd = None
-        Task.objects.filter(pk=task.pk).update(pid=proc.pid)
-        task.pid = proc.pid
+        task.pid = proc.pid  # stored for all tasks of a claim at once, by _look()
         if task.status == Status.REQUESTED_CANCEL:
             self._kill(proc, "Cancelled.", Status.CANCELLED)
         if signals.task_started.has_listeners():
@@ -557,9 +582,7 @@ class Daemon:
             ok, exit_reason = processes.describe_exit(proc.exit_status)
             status = Status.SUCCESSFUL if ok else Status.UNSUCCESSFUL
             reason = proc.reason or exit_reason
-        Task.objects.filter(pk=task.pk).update(log_size=size)
-        task.log_size = size
-        if transitions.finish(task, self.worker, status, reason):
+        if transitions.finish(task, self.worker, status, reason, log_size=size):
             if signals.task_completed.has_listeners():
                 signals.task_completed.send(Task, task=task, object=task.target)
         else:
@@ -616,10 +639,12 @@ class Daemon:
 
     def _maintenance(self) -> None:
         now = time.monotonic()
-        # Honour CONN_MAX_AGE and drop a connection the server timed out, now and then rather
-        # than on every look: the daemon's queries are cheap, connecting is not.
-        close_old_connections()
-        self.next_maintenance = now + max(self.settings.WORKER_TIMEOUT / 3, 1.0)
+        # CONN_MAX_AGE=0 means "close after each request"; the daemon serves no requests and
+        # keeps its connection (a broken one is replaced after the error). A positive age is
+        # honoured here, now and then rather than on every look.
+        if db.settings_dict.get("CONN_MAX_AGE"):
+            close_old_connections()
+        self.next_maintenance = now + max(self.settings.WORKER_TIMEOUT / 2, 1.0)
         if self.listener is None and db.vendor == "postgresql":
             self._open_wakeup_channel()
         # Right after an outage every daemon's heartbeat is stale: give them time to beat.
@@ -656,3 +681,28 @@ def _kill_escaped(task_id: int) -> None:
                 os.killpg(os.getpgid(pid), signal.SIGKILL)
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def _load_targets(tasks: list[Task]) -> None:
+    """Load the objects of a claim with one query per model, before forking.
+
+    The forked task inherits its object, so it reaches its first line without opening a
+    database connection of its own.
+    """
+    by_type: dict[int, list[Task]] = {}
+    for task in tasks:
+        if task.content_type_id is not None:
+            by_type.setdefault(task.content_type_id, []).append(task)
+    for group in by_type.values():
+        model = group[0].content_type.model_class() if group[0].content_type else None
+        if model is None:
+            continue
+        keys = {}
+        for task in group:
+            try:
+                keys[task.pk] = model._meta.pk.to_python(task.object_id)
+            except ValidationError:
+                keys[task.pk] = None
+        found = model._default_manager.in_bulk([k for k in keys.values() if k is not None])
+        for task in group:
+            task.__dict__["target"] = found.get(keys[task.pk])

@@ -7,6 +7,7 @@ matches the expected status wins, the others see 0 rows and re-read.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterable
 from datetime import timedelta
@@ -197,22 +198,34 @@ def claim(worker: Worker, limit: int) -> list[Task]:
     return tasks
 
 
-def finish(task: Task, worker: Worker, status: str, reason: str = "", result: Any = None) -> bool:
+def finish(
+    task: Task,
+    worker: Worker,
+    status: str,
+    reason: str = "",
+    result: Any = None,
+    log_size: int | None = None,
+) -> bool:
     """Record the end of a task this worker ran. False if it was no longer this worker's.
 
     A failure of a task that allows retries schedules the next attempt; any other failure
     fails the tasks waiting on it.
     """
     assert status in FINISHED, status
-    now = timezone.now()
-    with transaction.atomic():
-        changed = Task.objects.filter(pk=task.pk, worker=worker, status__in=ACTIVE).update(
-            status=status, reason=reason, end_date=now, result=result
-        )
+    fields: dict[str, Any] = {
+        "status": status, "reason": reason, "end_date": timezone.now(), "result": result
+    }  # fmt: skip
+    if log_size is not None:
+        fields["log_size"] = log_size
+    # A success changes one row and nothing else: one autocommit UPDATE, no transaction
+    # (this runs once per task in the daemon's loop). A failure may cascade: atomically.
+    with transaction.atomic() if status in FAILED else contextlib.nullcontext():
+        changed = Task.objects.filter(pk=task.pk, worker=worker, status__in=ACTIVE).update(**fields)
         if not changed:
             return False
         old = task.status
-        task.status, task.reason, task.end_date, task.result = status, reason, now, result
+        for name, value in fields.items():
+            setattr(task, name, value)
         _announce(task, old, status)
         _after_failure(task, status)
     return True
