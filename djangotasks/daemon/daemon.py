@@ -35,9 +35,10 @@ logger = logging.getLogger("djangotasks")
 
 DB_ERRORS = (OperationalError, InterfaceError)
 # How often an idle daemon stat()s the SQLite files (no SQL), and polls the database when
-# it has a wake-up channel (a safety net for a lost notification).
+# it has a wake-up channel (a safety net for a lost notification, or a row inserted by
+# hand: one EXISTS query each time).
 SQLITE_WATCH_INTERVAL = 0.01
-SAFETY_POLL_INTERVAL = 30.0
+SAFETY_POLL_INTERVAL = 5.0
 # Looks at the queue (claim, cancels) happen at most this often while output is flowing.
 MIN_LOOK_INTERVAL = 0.05
 CANCEL_POLL_INTERVAL = 0.2
@@ -334,8 +335,8 @@ class Daemon:
         free = self.capacity - len(self.processes)
         if self.stopping or free <= 0:
             return
-        if polled and not (self.look_needed or has_channel):
-            # A plain poll (MySQL) with nothing due costs one cheap query, not a transaction.
+        if polled and not self.look_needed:
+            # A plain poll with nothing due costs one cheap query, not a transaction.
             if not Task.objects.claimable(timezone.now()).exists():
                 return
         self.look_needed = False
