@@ -33,13 +33,6 @@ pytestmark = [
         reason="stops the database server for everyone: set DJANGOTASKS_DB_FAULTS=1",
     ),
     pytest.mark.skipif(DB == "sqlite", reason="SQLite has no server to stop"),
-    pytest.mark.xfail(
-        DB == "postgres",
-        strict=True,
-        reason="the lost LISTEN connection still crashes the daemon: Daemon._drop_listener "
-        "calls PostgresListener.fileno(), which asks psycopg for the socket of a connection "
-        "that is gone and raises psycopg.OperationalError ('the connection is lost')",
-    ),
 ]
 
 

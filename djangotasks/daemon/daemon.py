@@ -280,7 +280,9 @@ class Daemon:
             self.next_watch_look = now + MIN_LOOK_INTERVAL
             self.look_needed = True
             self.cancels_needed = bool(self.processes)
-        if now >= self.next_heartbeat:
+        # After an outage, a heartbeat is the probe: "reachable again" means a query went
+        # through, not merely that this round had nothing to ask.
+        if now >= self.next_heartbeat or self.db_down_since is not None:
             self._heartbeat()
         if self.logs.has_pending() and now >= self.next_flush:
             self.logs.flush()
