@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 FAST := -m "not slow"
 
-.PHONY: venv venv-bench gates test test-postgres test-mysql test-all demo bench clean
+.PHONY: venv venv-bench gates test test-postgres test-mysql test-all test-django52 demo bench clean
 
 venv:
 	scripts/bootstrap.sh
@@ -38,6 +38,12 @@ test-postgres: venv
 test-mysql: venv
 	DJANGOTASKS_TEST_DB=mysql $(PY) -m pytest $(FAST) $(PYTEST_ARGS)
 
+# The suite on Django 5.2 LTS (SQLite), in a virtualenv of its own.
+test-django52:
+	VENV=.venv-django52 scripts/bootstrap.sh
+	.venv-django52/bin/python -m pip install -q --disable-pip-version-check "Django>=5.2,<5.3"
+	.venv-django52/bin/python -m pytest $(FAST) $(PYTEST_ARGS)
+
 # Every database, slow tests included.
 test-all: gates
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -51,4 +57,4 @@ bench: venv-bench
 	$(PY) -m bench.run $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) tests/var demo/var .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-django52 tests/var demo/var .pytest_cache .ruff_cache
