@@ -26,7 +26,7 @@ class TaskSettings:
     MAX_CONCURRENCY: int = 4
     # Where the database cannot wake the daemon (MySQL/MariaDB), it polls this often.
     POLL_INTERVAL: float = 1.0
-    HEARTBEAT_INTERVAL: float = 5.0
+    HEARTBEAT_INTERVAL: float = 10.0
     # A daemon whose heartbeat is older than this is lost; its tasks are recovered.
     WORKER_TIMEOUT: float = 30.0
     # Seconds between SIGTERM and SIGKILL when a task is cancelled or times out.
@@ -113,7 +113,14 @@ def load() -> TaskSettings:
         values["DAEMON_THREAD"] = getattr(settings, THREAD_SETTING_NAME)
     for name, value in values.items():
         _validate(name, value)
-    return TaskSettings(**values)
+    result = TaskSettings(**values)
+    if result.WORKER_TIMEOUT < 2 * result.HEARTBEAT_INTERVAL:
+        # Otherwise one late heartbeat gets a healthy daemon declared lost and fenced.
+        raise ImproperlyConfigured(
+            f"{SETTING_NAME}['WORKER_TIMEOUT'] ({result.WORKER_TIMEOUT:g} s) must be at least "
+            f"twice HEARTBEAT_INTERVAL ({result.HEARTBEAT_INTERVAL:g} s)."
+        )
+    return result
 
 
 _cached: TaskSettings | None = None

@@ -54,6 +54,7 @@ def test_the_test_settings_pass_every_check():
         ({"DEFAULT_TIMEOUT": "1h"}, "positive number or None"),
         ({"START_METHOD": "spawn"}, "one of auto, fork, exec"),
         ({"MAX_CONCURENCY": 4}, "Unknown DJANGOTASKS key(s): MAX_CONCURENCY"),
+        ({"WORKER_TIMEOUT": 3, "HEARTBEAT_INTERVAL": 2}, "at least twice HEARTBEAT_INTERVAL"),
         ([], "must be a dict"),
     ],
 )

@@ -55,7 +55,7 @@ def _unbuffered(fd: int) -> io.TextIOWrapper:
     )
 
 
-def prepare_forked(output_fd: int, task: Task, keep: list[Any]) -> None:
+def prepare_forked(output_fd: int, task: Task, keep: list[Any], parent: int) -> None:
     """Turn a freshly forked copy of the daemon into a clean task process."""
     from django.db import connections
 
@@ -64,6 +64,8 @@ def prepare_forked(output_fd: int, task: Task, keep: list[Any]) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGHUP):
         signal.signal(sig, signal.SIG_DFL)
     _guard_parent_death()
+    if os.getppid() != parent:
+        os._exit(EXIT_CRASHED)  # the daemon died before the parent-death signal was armed
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)

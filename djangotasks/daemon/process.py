@@ -78,13 +78,14 @@ def fork(task: Task, keep: list[Any]) -> TaskProcess:
     output_r, output_w, control_r, control_w = _pipes()
     for stream in (sys.stdout, sys.stderr):
         stream.flush()  # or the child would inherit and print the parent's buffer again
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child, which leaves with os._exit
         code = child.EXIT_CRASHED
         try:
             os.close(output_r)
             os.close(control_r)
-            child.prepare_forked(output_w, task, keep)
+            child.prepare_forked(output_w, task, keep, parent)
             code = child.execute(task, control_w)
         except BaseException:
             with contextlib.suppress(BaseException):
