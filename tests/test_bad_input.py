@@ -152,8 +152,9 @@ def test_pid_written_into_a_scheduled_row_is_never_signalled(daemon, victim, tmp
     hand_made_row(job, name="tests.Job.sleep", status=Status.SCHEDULED, pid=victim)
     row = job.sleep()
     (real_pid,) = wait_until(lambda: read_pids(job.path))
+    # The daemon records the pid right after the fork; the task may write its file first.
+    wait_until(lambda: Task.objects.get(pk=row.pk).pid == real_pid)
     row.refresh_from_db()
-    assert row.pid == real_pid
 
     row.cancel()
 

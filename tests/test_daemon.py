@@ -117,8 +117,7 @@ def test_cancel_kills_the_whole_process_group(daemon, tmp_path):
     task = Job.objects.create(path=str(pid_file)).grandchild().run()
     wait_until(pid_file.exists)
     grandchild = int(wait_until(pid_file.read_text))
-    task.refresh_from_db()
-    pgid = task.pid
+    pgid = wait_until(lambda: Task.objects.get(pk=task.pk).pid)
     assert group_alive(pgid)
     task.cancel()
     task = wait_status(task)
