@@ -28,6 +28,7 @@ gates: venv
 	# Python only: ruff also formats code blocks in Markdown, where the README's examples are
 	# laid out for readers (aligned comments, bodies written as "...").
 	$(RUFF) format --check --extend-exclude '*.md' .
+	$(PY) -m mypy djangotasks
 
 test: gates
 	$(PY) -m pytest $(FAST) $(PYTEST_ARGS)
