@@ -260,3 +260,18 @@ def test_complete_log_puts_dependencies_first():
     log = two.complete_log()
     assert log.index("one\n") < log.index("two")
     assert "Step one" in log and "Step two" in log
+
+
+def test_a_dependency_that_failed_without_cascading_is_caught_by_the_safety_net():
+    from djangotasks.models.transitions import fail_orphaned_dependents
+
+    job = Job.objects.create()
+    two = job.step_two().run()
+    one = job.step_one()
+    # As if the process that failed it crashed before failing its dependents.
+    Task.objects.filter(pk=one.pk).update(status=Status.UNSUCCESSFUL)
+    assert fail_orphaned_dependents() == 1
+    two.refresh_from_db()
+    assert two.status == Status.UNSUCCESSFUL
+    assert two.reason.startswith("Dependency 'Step one'")
+    assert fail_orphaned_dependents() == 0

@@ -62,18 +62,18 @@ def _cas(task: Task, expected: Iterable[str], new: str, **fields: Any) -> bool:
 def schedule(definition: TaskDefinition, target: Model | None) -> Task:
     """Schedule ``definition`` on ``target`` after its dependencies; return the live Task."""
     with transaction.atomic():
-        task = _schedule(definition, target, ())
+        task = _schedule(definition, target)
         notify.wake_workers("run")
     return task
 
 
-def _schedule(definition: TaskDefinition, target: Model | None, chain: tuple[str, ...]) -> Task:
+def _schedule(definition: TaskDefinition, target: Model | None) -> Task:
     dependencies = []
     for dependency in definition.dependency_definitions():
         dependency_target = target if dependency.is_method else None
         current = dependency.current(dependency_target)
         if current.status != Status.SUCCESSFUL:
-            current = _schedule(dependency, dependency_target, (*chain, definition.name))
+            current = _schedule(dependency, dependency_target)
         dependencies.append(current)
     return _create_or_get_live(definition, target, dependencies)
 
@@ -81,24 +81,23 @@ def _schedule(definition: TaskDefinition, target: Model | None, chain: tuple[str
 def _create_or_get_live(
     definition: TaskDefinition, target: Model | None, dependencies: list[Task]
 ) -> Task:
-    template = definition.current(target)
-    key = live_key(definition.name, template.object_id)
     for _round in range(MAX_CAS_ROUNDS):
-        existing = Task.objects.filter(live_key=key).first()
-        if existing is not None and existing.status == Status.REQUESTED_CANCEL:
-            raise InvalidTransition(
-                f"Task #{existing.pk} ({existing.label}) is being cancelled; run it again "
-                "once it has stopped."
-            )
-        if existing is not None and existing.status in PENDING:
-            return existing
-        if existing is not None and not _archive(existing):
-            continue  # someone else archived or changed it meanwhile: look again
+        current = definition.current(target)  # the live row, or an unsaved "defined" one
+        if current.pk is not None:
+            if current.status == Status.REQUESTED_CANCEL:
+                raise InvalidTransition(
+                    f"Task #{current.pk} ({current.label}) is being cancelled; run it again "
+                    "once it has stopped."
+                )
+            if current.status in PENDING:
+                return current
+            if not _archive(current):
+                continue  # someone else archived or changed it meanwhile: look again
         task = Task(
             name=definition.name,
-            content_type=template.content_type,
-            object_id=template.object_id,
-            live_key=key,
+            content_type=current.content_type,
+            object_id=current.object_id,
+            live_key=live_key(definition.name, current.object_id),
             status=Status.SCHEDULED,
             priority=definition.priority,
         )
@@ -297,13 +296,9 @@ def fail_orphaned_dependents() -> int:
     A crash between a dependency's failure and its cascade would otherwise leave them
     scheduled forever.
     """
-    stuck = list(
-        Task.objects.filter(dependencies__status__in=FAILED)
-        .filter(status=Status.SCHEDULED)
-        .values_list("dependencies", flat=True)
-        .distinct()
+    dependencies = list(
+        Task.objects.filter(status__in=FAILED, dependents__status=Status.SCHEDULED).distinct()
     )
-    dependencies = list(Task.objects.filter(pk__in=stuck, status__in=FAILED))
     fail_dependents(dependencies)
     return len(dependencies)
 
