@@ -26,6 +26,7 @@ from django.utils.translation import gettext_lazy, ngettext
 
 from djangotasks.admin import panels, permissions
 from djangotasks.admin.task_admin import MEDIA_CSS, MEDIA_JS
+from djangotasks.exceptions import InvalidTransition
 from djangotasks.models import Task
 from djangotasks.registry import TaskDefinition, registry
 from djangotasks.statuses import PENDING, Status
@@ -130,8 +131,12 @@ class TaskAdminMixin:
             current = definition.current(obj)
             if current.pk is not None and current.status in PENDING:
                 already.append(obj)
-            else:
+                continue
+            try:
                 current.run()
+            except InvalidTransition:  # it started being cancelled since we looked
+                already.append(obj)
+            else:
                 scheduled.append(obj)
         opts = self.opts
         if scheduled:

@@ -149,7 +149,10 @@ class TaskViewsMixin:
                 "status": current.status_display.lower(),
             }
             return self.respond(request, current, notice=notice)
-        task = current.run()
+        try:
+            task = current.run()
+        except InvalidTransition as exc:  # it started being cancelled since we looked
+            return self.respond(request, current, error=str(exc))
         return self.respond(
             request, task, notice=_("%(task)s scheduled.") % {"task": definition.label}
         )
