@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import databases
+
 ROOT = Path(__file__).resolve().parent.parent
 TICKS = os.sysconf("SC_CLK_TCK")
 INTERVAL = 0.1  # seconds between two printed lines of a task
@@ -32,52 +34,6 @@ def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def create_database(db: str, name: str) -> None:
-    if db == "postgres":
-        import psycopg
-
-        with psycopg.connect(
-            host=os.environ.get("PGHOST", "127.0.0.1"),
-            user=os.environ.get("PGUSER", "postgres"),
-            dbname="postgres",
-            autocommit=True,
-        ) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
-            conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
-    elif db == "mysql":
-        _mysql(
-            f"DROP DATABASE IF EXISTS `{name}`", f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"
-        )
-
-
-def drop_database(db: str, name: str) -> None:
-    if db == "postgres":
-        import psycopg
-
-        with psycopg.connect(
-            host=os.environ.get("PGHOST", "127.0.0.1"),
-            user=os.environ.get("PGUSER", "postgres"),
-            dbname="postgres",
-            autocommit=True,
-        ) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
-    elif db == "mysql":
-        _mysql(f"DROP DATABASE IF EXISTS `{name}`")
-
-
-def _mysql(*statements: str) -> None:
-    import MySQLdb
-
-    conn = MySQLdb.connect(
-        host=os.environ.get("MYSQL_HOST", "127.0.0.1"), user=os.environ.get("MYSQL_USER", "root")
-    )
-    try:
-        for statement in statements:
-            conn.cursor().execute(statement)
-    finally:
-        conn.close()
 
 
 def wait(predicate, timeout: float, interval: float = 0.01):  # type: ignore[no-untyped-def]
@@ -103,7 +59,7 @@ def main() -> None:
         if args.db == "sqlite"
         else f"djangotasks_bench_load_{os.getpid()}"
     )
-    create_database(args.db, name)
+    databases.create(args.db, tmp, name)
     os.environ.update(
         DJANGO_SETTINGS_MODULE="tests.settings",
         DJANGOTASKS_TEST_DB=args.db,
@@ -182,7 +138,7 @@ def main() -> None:
         from django.db import connections
 
         connections.close_all()
-        drop_database(args.db, name)
+        databases.drop(args.db, tmp, name)
 
 
 if __name__ == "__main__":

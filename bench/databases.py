@@ -10,26 +10,24 @@ from pathlib import Path
 DB_NAME = os.environ.get("BENCH_DB_NAME", "djangotasks_bench")
 
 
-def create(db: str, bench_dir: Path) -> None:
+def create(db: str, bench_dir: Path, name: str = DB_NAME) -> None:
     """An empty database for ``db`` (sqlite, postgres, mysql); an old one is dropped first."""
     if db == "postgres":
-        _postgres(
-            f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)', f'CREATE DATABASE "{DB_NAME}"'
-        )
+        _postgres(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"')
     elif db == "mysql":
         _mysql(
-            f"DROP DATABASE IF EXISTS `{DB_NAME}`",
-            f"CREATE DATABASE `{DB_NAME}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci",
+            f"DROP DATABASE IF EXISTS `{name}`",
+            f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci",
         )
     else:
         bench_dir.mkdir(parents=True, exist_ok=True)
 
 
-def drop(db: str, bench_dir: Path) -> None:
+def drop(db: str, bench_dir: Path, name: str = DB_NAME) -> None:
     if db == "postgres":
-        _postgres(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
+        _postgres(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     elif db == "mysql":
-        _mysql(f"DROP DATABASE IF EXISTS `{DB_NAME}`")
+        _mysql(f"DROP DATABASE IF EXISTS `{name}`")
     with contextlib.suppress(FileNotFoundError):
         shutil.rmtree(bench_dir)
 
