@@ -174,6 +174,11 @@ def claim(worker: Worker, limit: int) -> list[Task]:
     if limit <= 0:
         return []
     now = timezone.now()
+    if connection.vendor == "sqlite" and not Task.objects.claimable(now).exists():
+        # On SQLite the IMMEDIATE transaction below takes the database's only write lock, and
+        # daemons look here on every change to the file (another daemon's heartbeat, a line
+        # of output): a plain read first keeps them from queueing writers for nothing.
+        return []
     with transaction.atomic():
         candidates = Task.objects.claimable(now).order_by("-priority", "id")
         if connection.features.has_select_for_update_skip_locked:
