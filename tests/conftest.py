@@ -107,7 +107,9 @@ class DaemonProcess:
 
 
 @pytest.fixture
-def start_daemon(transactional_db: None, tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:
+def start_daemon(
+    transactional_db: None, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., DaemonProcess]]:
     """Start ``manage.py taskd run`` processes; each is stopped after the test."""
     started: list[DaemonProcess] = []
 
@@ -134,6 +136,22 @@ def start_daemon(transactional_db: None, tmp_path: Path) -> Iterator[Callable[..
     for daemon in started:
         daemon.stop()
     _kill_leftover_tasks()
+    report = request.node.stash.get(CALL_REPORT, None)
+    if report is not None and report.failed:
+        # What the daemons said is most of what there is to know about a failed test.
+        for daemon in started:
+            print(f"--- {daemon.log_path.name} (pid {daemon.pid}) ---\n{daemon.log}")
+
+
+CALL_REPORT = pytest.StashKey[pytest.TestReport]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if report.when == "call":
+        item.stash[CALL_REPORT] = report
+    return report
 
 
 def _kill_leftover_tasks() -> None:

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
+from django.db import connection
 
 from djangotasks.models import Task, Worker
 from djangotasks.statuses import Status
-from tests.conftest import pid_alive, wait_status, wait_until
+from tests.conftest import DaemonProcess, pid_alive, wait_status, wait_until
 from tests.faulty import Fault, read_pids
 from tests.models import Job
 
@@ -139,6 +142,36 @@ def test_task_that_allows_retries_is_rescheduled_after_worker_loss(start_daemon,
     assert [(a, overlap) for a, _pid, overlap in attempts] == [("1", "0"), ("2", "0")]
 
 
+def freeze(daemon: DaemonProcess) -> None:
+    """SIGSTOP ``daemon`` at a moment it holds no SQLite write lock.
+
+    SQLite has one writer at a time, and the lock belongs to the process: a daemon frozen
+    inside a write transaction blocks every other writer until it wakes, whatever the other
+    daemon does. A freeze is only recoverable between writes, so freeze again until it lands
+    there. (PostgreSQL and MariaDB run the statement in the server; nothing to retry.)
+    """
+    for _attempt in range(50):
+        daemon.popen.send_signal(signal.SIGSTOP)
+        if connection.vendor != "sqlite" or _can_write_sqlite():
+            return
+        daemon.popen.send_signal(signal.SIGCONT)
+        time.sleep(0.05)
+    raise AssertionError("the daemon held the SQLite write lock at every one of 50 freezes")
+
+
+def _can_write_sqlite() -> bool:
+    # Locks held by the other daemon are brief: wait for them. The frozen one's never ends.
+    db = sqlite3.connect(connection.settings_dict["NAME"], timeout=2, isolation_level=None)
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("ROLLBACK")
+        return True
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        db.close()
+
+
 def test_frozen_daemon_declared_lost_kills_its_task_when_it_wakes(start_daemon, tmp_path):
     # SIGSTOP stands for a daemon that hangs or loses the database for longer than
     # WORKER_TIMEOUT. Another daemon records its task as lost; when the frozen one wakes it
@@ -151,7 +184,7 @@ def test_frozen_daemon_declared_lost_kills_its_task_when_it_wakes(start_daemon, 
     start_daemon(**FAST)
     lost = victim.worker
 
-    victim.popen.send_signal(signal.SIGSTOP)
+    freeze(victim)
     try:
         wait_status(task, timeout=60)
     finally:
