@@ -62,18 +62,48 @@ class PostgresListener:
 class SQLiteWatcher:
     """Detects commits by other processes to a SQLite database.
 
-    A ``stat()`` of the database files costs no SQL statement, so an idle daemon can look
-    every few milliseconds. The files also change when the daemon itself writes (heartbeats,
-    logs); ``PRAGMA data_version`` then tells whether another connection committed too.
+    On Linux, inotify reports writes to the database files (``fileno()`` becomes readable),
+    so an idle daemon sleeps until something is written. Elsewhere ``fileno()`` is None and
+    the daemon calls ``changed()`` every few milliseconds: a ``stat()`` costs no SQL
+    statement. The files also change when the daemon itself writes (heartbeats, logs);
+    ``PRAGMA data_version`` then tells whether another connection committed too.
     """
 
     def __init__(self, path: str, using: str = "default") -> None:
+        from djangotasks.daemon.linux import FileWrites  # ctypes: only daemons need it
+
+        # SQLite puts "-wal" beside the file a symlink points to; so do we.
+        path = os.path.realpath(path)
         self._paths = [path, path + "-wal"]
         self._last = self._snapshot()
         self._using = using
         self._connection: object = None
         self._version: int | None = None
         self._recheck_at: float | None = None
+        self._writes: FileWrites | None = None
+        directory, name = os.path.split(path)
+        try:
+            self._writes = FileWrites(directory, {name, name + "-wal"})
+        except OSError as exc:  # not Linux, or out of inotify instances/watches
+            logger.info("taskd: no inotify for %s (%s); watching it by polling", path, exc)
+
+    def fileno(self) -> int | None:
+        """A descriptor that is readable when the files were written to; None: poll instead."""
+        return self._writes.fileno() if self._writes is not None else None
+
+    def drain(self) -> bool:
+        """Consume the write events; True if the database files were written to."""
+        return self._writes.drain() if self._writes is not None else True
+
+    @property
+    def recheck_at(self) -> float | None:
+        """When ``changed()`` wants to be called again although no new write was seen."""
+        return self._recheck_at
+
+    def close(self) -> None:
+        if self._writes is not None:
+            self._writes.close()
+            self._writes = None
 
     def _snapshot(self) -> tuple[object, ...]:
         result: list[object] = []

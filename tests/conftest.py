@@ -113,14 +113,22 @@ def start_daemon(
     """Start ``manage.py taskd run`` processes; each is stopped after the test."""
     started: list[DaemonProcess] = []
 
-    def start(concurrency: int = 4, wait: bool = True, **env: str) -> DaemonProcess:
+    def start(
+        concurrency: int = 4, wait: bool = True, prelude: str = "", **env: str
+    ) -> DaemonProcess:
+        """``prelude``: Python run in the daemon before Django starts, to inject a fault."""
         n = next(_counter)
         log_path = tmp_path / f"taskd-{n}.log"
         pidfile = tmp_path / f"taskd-{n}.pid"
+        argv = ["taskd", "run", "--pidfile", str(pidfile), "--concurrency", str(concurrency)]
+        command = [sys.executable, "-m", "django", *argv]
+        if prelude:
+            run = f"management.execute_from_command_line({['django', *argv]!r})"
+            code = f"{prelude}\nfrom django.core import management\n{run}"
+            command = [sys.executable, "-c", code]
         with open(log_path, "wb") as log:
             popen = subprocess.Popen(
-                [sys.executable, "-m", "django", "taskd", "run", "--pidfile", str(pidfile),
-                 "--concurrency", str(concurrency)],
+                command,
                 cwd=ROOT, env=test_env(**env), stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
         daemon = DaemonProcess(popen, log_path, pidfile)

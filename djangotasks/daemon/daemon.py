@@ -32,10 +32,12 @@ from djangotasks.statuses import ACTIVE, Status
 
 logger = logging.getLogger("djangotasks")
 
-# How often an idle daemon stat()s the SQLite files (no SQL), and polls the database when
+# How often a daemon stat()s the SQLite files (no SQL): where inotify wakes it, only as a
+# safety net; elsewhere this is how it notices new work. It also polls the database when
 # it has a wake-up channel (a safety net for a lost notification, or a row inserted by
 # hand: one EXISTS query each time).
 SQLITE_WATCH_INTERVAL = 0.01
+SQLITE_WATCH_INTERVAL_WITH_INOTIFY = 1.0
 SAFETY_POLL_INTERVAL = 5.0
 # Looks at the queue (claim, cancels) happen at most this often while output is flowing.
 MIN_LOOK_INTERVAL = 0.05
@@ -76,6 +78,8 @@ class Daemon(Supervision):
         self.next_poll = now
         self.next_cancel_check = now
         self.next_watch_look = now
+        self.next_watch_stat = now
+        self.watch_pending = False  # inotify saw a write not yet looked at
         self.next_heartbeat = now
         self.next_maintenance = now
         self.next_flush = now
@@ -162,6 +166,14 @@ class Daemon(Supervision):
             path = str(db.settings_dict["NAME"])
             if path and path != ":memory:" and "mode=memory" not in path:
                 self.watcher = notify.SQLiteWatcher(path)
+                fileno = self.watcher.fileno()
+                if fileno is not None:
+                    self.selector.register(fileno, selectors.EVENT_READ, self._on_sqlite_write)
+
+    def _on_sqlite_write(self, key: selectors.SelectorKey) -> None:
+        assert self.watcher is not None
+        if self.watcher.drain():
+            self.watch_pending = True
 
     def _on_wakeup(self, key: selectors.SelectorKey) -> None:
         # Signals (SIGCHLD, SIGTERM) and stop() write here to interrupt select().
@@ -203,6 +215,8 @@ class Daemon(Supervision):
         if self.listener is not None:
             self.listener.close()
         self.selector.close()
+        if self.watcher is not None:
+            self.watcher.close()
         if not self.thread_mode and threading.current_thread() is threading.main_thread():
             signal.set_wakeup_fd(-1)  # a late signal must not write to a closed pipe
         os.close(self.wakeup_r)
@@ -231,7 +245,7 @@ class Daemon(Supervision):
             if self.logs.has_pending():
                 deadlines.append(self.next_flush)
         if self.watcher is not None:
-            deadlines.append(now + SQLITE_WATCH_INTERVAL)
+            deadlines.append(self._next_watch(now))
         if self._cancels_polled():
             deadlines.append(self.next_cancel_check)
         if self.next_due is not None:
@@ -269,11 +283,18 @@ class Daemon(Supervision):
                 self.db_ok_since = time.monotonic()
 
     def _database_work(self, now: float) -> None:
-        # While output flows the SQLite files change constantly: check at most every 50 ms.
-        if self.watcher is not None and now >= self.next_watch_look and self.watcher.changed():
-            self.next_watch_look = now + MIN_LOOK_INTERVAL
-            self.look_needed = True
-            self.cancels_needed = bool(self.processes)
+        if self.watcher is not None and now >= self._next_watch(now):
+            self.watch_pending = False
+            self.next_watch_stat = now + (
+                SQLITE_WATCH_INTERVAL
+                if self.watcher.fileno() is None
+                else SQLITE_WATCH_INTERVAL_WITH_INOTIFY
+            )
+            if self.watcher.changed():
+                # While output flows the files change constantly: look at most every 50 ms.
+                self.next_watch_look = now + MIN_LOOK_INTERVAL
+                self.look_needed = True
+                self.cancels_needed = bool(self.processes)
         # After an outage, a heartbeat is the probe: "reachable again" means a query went
         # through, not merely that this round had nothing to ask.
         if now >= self.next_heartbeat or self.db_down_since is not None:
@@ -293,6 +314,17 @@ class Daemon(Supervision):
         can_claim = len(self.processes) < self.capacity and not self.stopping
         if (self.look_needed and can_claim) or self.cancels_needed or now >= self.next_poll:
             self._look()
+
+    def _next_watch(self, now: float) -> float:
+        """When to ask the SQLite watcher next: a write was seen, it wants a second look (a
+        commit seen being written), or the stat interval is up; never before next_watch_look."""
+        assert self.watcher is not None
+        due = self.next_watch_stat
+        if self.watch_pending:
+            due = now
+        if self.watcher.recheck_at is not None:
+            due = min(due, self.watcher.recheck_at)
+        return max(due, self.next_watch_look)
 
     def _cancels_polled(self) -> bool:
         # Without a wake-up channel (MySQL) a cancel is only seen by asking; ask often while
