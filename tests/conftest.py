@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from django.db import connection
 
+from djangotasks.daemon import linux
 from djangotasks.models import Task, Worker
 from djangotasks.statuses import FINISHED
 
@@ -129,6 +130,7 @@ def start_daemon(
         with open(log_path, "wb") as log:
             popen = subprocess.Popen(
                 command,
+                preexec_fn=_die_with_pytest,
                 cwd=ROOT, env=test_env(**env), stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
         daemon = DaemonProcess(popen, log_path, pidfile)
@@ -160,6 +162,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if report.when == "call":
         item.stash[CALL_REPORT] = report
     return report
+
+
+def _die_with_pytest() -> None:
+    # A pytest killed outright (a CI time limit, ^C twice) must not leave daemons running
+    # against a test database; their tasks die with them (their own parent-death signal).
+    linux.set_parent_death_signal(signal.SIGKILL)
 
 
 def _kill_leftover_tasks() -> None:
