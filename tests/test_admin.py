@@ -439,4 +439,20 @@ def test_dashboard(admin_client, django_assert_max_num_queries):
         assert admin_client.get(url("dashboard_live")).status_code == 200
     with django_assert_max_num_queries(25):
         assert admin_client.get(url("dashboard_live") + "?part=charts").status_code == 200
-    assert index  # the admin index renders with the app installed
+    # tests.settings lists djangotasks after django.contrib.admin: the entry is there anyway.
+    entry = reverse("admin:djangotasks_dashboard_changelist")
+    assert f'<a href="{entry}"' in index
+    assert admin_client.get(entry).url == url("dashboard")
+
+
+def test_dashboard_entry_needs_the_view_task_permission():
+    entry = reverse("admin:djangotasks_dashboard_changelist")
+    viewer = staff("djangotasks.view_task")
+    assert f'<a href="{entry}"' in viewer.get(reverse("admin:index")).content.decode()
+    assert viewer.get(entry).url == url("dashboard")
+    assert viewer.get(url("dashboard")).status_code == 200
+    User.objects.all().delete()
+    outsider = staff("tests.view_job")
+    assert f'<a href="{entry}"' not in outsider.get(reverse("admin:index")).content.decode()
+    assert outsider.get(entry).status_code == 403
+    assert outsider.get(url("dashboard")).status_code == 403

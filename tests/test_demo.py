@@ -81,7 +81,7 @@ def test_rundemo_serves_the_admin_and_runs_tasks(tmp_path):
             "csrfmiddlewaretoken": token_match.group(1), "username": "demo",
             "password": "demo", "next": "/admin/"})  # fmt: skip
         assert status == 200
-        assert "/admin/djangotasks/task/dashboard/" in index
+        assert "/admin/djangotasks/dashboard/" in index  # the Dashboard entry of the index
         datasets = fetch(opener, f"{base}/admin/catalog/dataset/")[1]
         assert '<option value="run_task_import_rows">Run import rows</option>' in datasets
 

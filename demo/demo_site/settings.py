@@ -18,8 +18,6 @@ USE_TZ = True
 TIME_ZONE = "UTC"
 
 INSTALLED_APPS = [
-    # Before django.contrib.admin, so its admin index shows the tasks dashboard link.
-    "djangotasks",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -27,6 +25,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_htmx",
+    "djangotasks",
     "catalog",
 ]
 MIDDLEWARE = [

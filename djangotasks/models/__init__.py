@@ -1,7 +1,8 @@
 from __future__ import annotations
 
+from djangotasks.models.dashboard import Dashboard
 from djangotasks.models.log import TaskLogChunk
 from djangotasks.models.task import Progress, Task, TaskQuerySet
 from djangotasks.models.worker import Worker
 
-__all__ = ["Progress", "Task", "TaskLogChunk", "TaskQuerySet", "Worker"]
+__all__ = ["Dashboard", "Progress", "Task", "TaskLogChunk", "TaskQuerySet", "Worker"]
