@@ -16,6 +16,8 @@ VAR.mkdir(exist_ok=True)
 SECRET_KEY = "tests-only-not-secret"
 DEBUG = False
 USE_TZ = True
+# As on Django 6 (its default): the suite also runs on 5.2, whose default is AutoField.
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 TIME_ZONE = "UTC"
 ALLOWED_HOSTS = ["*"]
 
