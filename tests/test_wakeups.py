@@ -8,6 +8,7 @@ context switches of the daemon (it is one thread: each is one return from ``sele
 from __future__ import annotations
 
 import os
+import select
 import time
 from pathlib import Path
 
@@ -55,17 +56,37 @@ def test_without_inotify_the_daemon_watches_sqlite_by_polling(start_daemon):
         assert task.status == Status.SUCCESSFUL, task.reason
 
 
-def test_file_writes_reports_writes_to_the_named_files_only(tmp_path):
-    watch = FileWrites(str(tmp_path), {"db.sqlite3", "db.sqlite3-wal"})
+def test_file_writes_wakes_on_writes_to_the_named_files_only(tmp_path):
+    db, wal = tmp_path / "db.sqlite3", tmp_path / "db.sqlite3-wal"
+    db.write_bytes(b"")
+    watch = FileWrites(str(tmp_path), {db.name, wal.name})
+
+    def readable() -> bool:
+        return bool(select.select([watch.fileno()], [], [], 0)[0])
+
     try:
-        assert not watch.drain()
-        (tmp_path / "other.log").write_text("unrelated")
-        assert not watch.drain()
-        (tmp_path / "db.sqlite3-wal").write_bytes(b"created after the watch began")
-        assert watch.drain()
-        assert not watch.drain()  # drained: nothing new
-        with open(tmp_path / "db.sqlite3", "ab") as f:
+        assert not readable()
+        neighbour = tmp_path / "other.sqlite3-wal"
+        neighbour.write_text("created")
+        assert not watch.drain()  # a file created, not one of ours
+        with open(neighbour, "a") as f:
+            f.write("written to")
+        assert not readable()  # a neighbour's writes wake no one
+        with open(db, "ab") as f:
             f.write(b"x")
+        assert watch.drain()
+        assert not readable()  # drained
+        wal.write_bytes(b"created after the watch began")
+        assert watch.drain()
+        with open(wal, "ab") as f:
+            f.write(b"and written to")
+        assert watch.drain()
+        wal.unlink()  # the last connection closed
+        watch.drain()
+        wal.write_bytes(b"a new WAL")
+        assert watch.drain()
+        with open(wal, "ab") as f:
+            f.write(b"written to")
         assert watch.drain()
     finally:
         watch.close()

@@ -15,7 +15,10 @@ IS_LINUX = sys.platform.startswith("linux")
 
 
 IN_MODIFY = 0x00000002
+IN_MOVED_TO = 0x00000080
+IN_CREATE = 0x00000100
 IN_Q_OVERFLOW = 0x00004000
+IN_IGNORED = 0x00008000
 # struct inotify_event: int wd; uint32_t mask, cookie, len; char name[len].
 _INOTIFY_EVENT = struct.Struct("iIII")
 
@@ -81,23 +84,43 @@ class FileWrites:
     """An inotify descriptor that becomes readable when one of ``names`` in ``directory`` is
     written to: a wake-up without polling. Linux only; raises ``OSError`` where unavailable.
 
-    The directory is watched rather than the files, so a file created later (SQLite's
-    "-wal", which goes away with the last connection) is covered too.
+    The files themselves are watched, so writes to their neighbours (another database, a log
+    file) wake no one. The directory is watched only for files being created: SQLite's
+    "-wal" goes away with the last connection and comes back as a new file.
     """
 
     def __init__(self, directory: str, names: set[str]) -> None:
         if not IS_LINUX:
             raise OSError("inotify is Linux only")
-        libc = _load_libc()
-        fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._libc = _load_libc()
+        fd = self._libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
         if fd < 0:
             raise OSError(ctypes.get_errno(), "inotify_init1 failed")
-        if libc.inotify_add_watch(fd, os.fsencode(directory), IN_MODIFY) < 0:
-            errno = ctypes.get_errno()
-            os.close(fd)
-            raise OSError(errno, f"cannot watch {directory}")
         self._fd = int(fd)
+        self._directory = directory
         self._names = {os.fsencode(name) for name in names}
+        self._files: dict[int, bytes] = {}  # watch descriptor -> name
+        try:
+            self._directory_wd = self._watch(directory, IN_CREATE | IN_MOVED_TO)
+            for name in self._names:
+                self._watch_file(name)
+        except OSError:
+            os.close(self._fd)
+            raise
+
+    def _watch(self, path: str | bytes, mask: int) -> int:
+        wd = int(self._libc.inotify_add_watch(self._fd, os.fsencode(path), mask))
+        if wd < 0:
+            errno = ctypes.get_errno()
+            raise OSError(errno, f"cannot watch {os.fsdecode(path)}: {os.strerror(errno)}")
+        return wd
+
+    def _watch_file(self, name: bytes) -> None:
+        try:
+            wd = self._watch(os.path.join(os.fsencode(self._directory), name), IN_MODIFY)
+        except FileNotFoundError:  # OSError(ENOENT, ...) is one
+            return  # not there yet: its creation is reported by the directory watch
+        self._files[wd] = name
 
     def fileno(self) -> int:
         return self._fd
@@ -112,12 +135,20 @@ class FileWrites:
                 return relevant
             offset = 0
             while offset < len(data):
-                _wd, mask, _cookie, length = _INOTIFY_EVENT.unpack_from(data, offset)
+                wd, mask, _cookie, length = _INOTIFY_EVENT.unpack_from(data, offset)
                 offset += _INOTIFY_EVENT.size
                 name = data[offset : offset + length].rstrip(b"\0")
                 offset += length
-                # An overflowed queue lost events: some may have been ours.
-                relevant = relevant or name in self._names or bool(mask & IN_Q_OVERFLOW)
+                if mask & IN_Q_OVERFLOW:
+                    relevant = True  # events were lost: some may have been ours
+                elif wd == self._directory_wd:
+                    if name in self._names:
+                        self._watch_file(name)  # a new file under one of our names
+                        relevant = True
+                elif mask & IN_IGNORED:
+                    self._files.pop(wd, None)  # the file was deleted
+                elif wd in self._files:
+                    relevant = True
 
     def close(self) -> None:
         os.close(self._fd)
