@@ -143,7 +143,10 @@ class FileWrites:
                     relevant = True  # events were lost: some may have been ours
                 elif wd == self._directory_wd:
                     if name in self._names:
-                        self._watch_file(name)  # a new file under one of our names
+                        # A new file under one of our names. Out of watches, it goes unwatched:
+                        # the daemon's stat() each second still sees it change.
+                        with contextlib.suppress(OSError):
+                            self._watch_file(name)
                         relevant = True
                 elif mask & IN_IGNORED:
                     self._files.pop(wd, None)  # the file was deleted
