@@ -11,12 +11,19 @@ class DjangoTasksConfig(AppConfig):
 
     def ready(self) -> None:
         from django.core.signals import request_started
+        from django.db.models.signals import pre_delete
         from django.utils.module_loading import autodiscover_modules
 
         from djangotasks import checks  # noqa: F401 - registers the system checks
         from djangotasks.daemon import thread
+        from djangotasks.models import Task, transitions
 
         # @task functions live in each app's tasks.py; import them so they are registered
         # in every process (web, daemon, task) alike.
         autodiscover_modules("tasks")
         request_started.connect(thread.start_on_first_request, dispatch_uid="djangotasks.thread")
+        pre_delete.connect(
+            transitions.fail_dependents_of_deleted,
+            sender=Task,
+            dispatch_uid="djangotasks.fail_dependents_of_deleted",
+        )

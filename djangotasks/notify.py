@@ -15,11 +15,10 @@ from django.db import connections
 
 CHANNEL = "djangotasks"
 RECHECK_DELAY = 0.05
-WAL_INDEX_HEADER_SIZE = 48
 logger = logging.getLogger("djangotasks")
 
 
-def wake_workers(payload: str, using: str = "default") -> None:
+def wake_workers(payload: str, using: str) -> None:
     """Tell listening daemons something changed. Delivered when the transaction commits."""
     connection = connections[using]
     if connection.vendor == "postgresql":
@@ -30,12 +29,16 @@ def wake_workers(payload: str, using: str = "default") -> None:
 class PostgresListener:
     """A dedicated autocommit connection LISTENing on the channel; select() on ``fileno()``."""
 
-    def __init__(self, using: str = "default") -> None:
+    def __init__(self, using: str) -> None:
         wrapper = connections[using]
         params = wrapper.get_connection_params()
         self._conn: Any = wrapper.get_new_connection(params)
-        self._conn.autocommit = True
-        self._conn.execute(f"LISTEN {CHANNEL}")
+        try:
+            self._conn.autocommit = True
+            self._conn.execute(f"LISTEN {CHANNEL}")
+        except BaseException:
+            self.close()  # retried every maintenance round: a failed try must not leak a socket
+            raise
         # Kept: psycopg raises when asked for the socket of a connection that is lost, and
         # the daemon needs it precisely then, to unregister it.
         self._fileno = int(self._conn.pgconn.socket)
@@ -67,9 +70,14 @@ class SQLiteWatcher:
     the daemon calls ``changed()`` every few milliseconds: a ``stat()`` costs no SQL
     statement. The files also change when the daemon itself writes (heartbeats, logs);
     ``PRAGMA data_version`` then tells whether another connection committed too.
+
+    It never opens a database file: POSIX record locks belong to the process, so closing
+    any descriptor of ``-shm`` would drop the locks this process's own SQLite connection
+    holds on it, and the next process to open the database would rebuild the WAL index
+    under our feet (SIGBUS, or a corrupt index). ``stat()`` and inotify open nothing.
     """
 
-    def __init__(self, path: str, using: str = "default") -> None:
+    def __init__(self, path: str, using: str) -> None:
         from djangotasks.daemon.linux import FileWrites  # ctypes: only daemons need it
 
         # SQLite puts "-wal" beside the file a symlink points to; so do we.
@@ -113,25 +121,24 @@ class SQLiteWatcher:
                 result.append((st.st_ino, st.st_mtime_ns, st.st_size))
             except FileNotFoundError:
                 result.append(None)
-        # File times are coarse (a few ms) and a restarted WAL keeps its size, so two commits
-        # can leave the same stat; the WAL index header in "-shm" changes on every commit.
-        try:
-            with open(self._paths[0] + "-shm", "rb") as shm:
-                result.append(shm.read(WAL_INDEX_HEADER_SIZE))
-        except OSError:
-            result.append(None)
         return tuple(result)
 
-    def changed(self) -> bool:
+    def changed(self, written: bool = False) -> bool:
+        """True if another connection committed since the last call that returned True.
+
+        ``written``: inotify saw a write, so ask SQLite even if the files' times and sizes
+        look the same (times are coarse, and a WAL that starts over keeps its size).
+        """
         current = self._snapshot()
         now = time.monotonic()
-        if current == self._last:
+        if current == self._last and not written:
             if self._recheck_at is None or now < self._recheck_at:
                 return False
             self._recheck_at = None
         else:
             # The files change while a commit is being written, a moment before the commit
-            # is visible: if it is not visible yet, look once more shortly after.
+            # is visible: if it is not visible yet, look once more shortly after. The same
+            # look catches a second commit whose stat() matched the first one's.
             self._last = current
             self._recheck_at = now + RECHECK_DELAY
         connection = connections[self._using]

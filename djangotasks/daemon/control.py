@@ -14,9 +14,9 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connection
+from django.db import connections
 
-from djangotasks import conf
+from djangotasks import conf, routing
 
 
 class ControlError(Exception):
@@ -30,6 +30,7 @@ def runtime_dir() -> Path:
 
 
 def project_id() -> str:
+    connection = routing.connection()  # one daemon per database that holds the tasks
     name = str(connection.settings_dict.get("NAME") or "")
     key = f"{settings.SETTINGS_MODULE}|{connection.vendor}|{name}"
     return hashlib.sha256(key.encode()).hexdigest()[:12]
@@ -68,9 +69,15 @@ class PidFile:
             raise ControlError(
                 f"taskd is already running (pid {read_pid(self.path)}, pid file {self.path})."
             ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        os.fsync(fd)
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+            os.fsync(fd)
+        except OSError as exc:
+            os.close(fd)
+            raise ImproperlyConfigured(
+                f"Cannot write the taskd pid file {self.path}: {exc.strerror}."
+            ) from exc
         self.fd = fd
 
     def release(self) -> None:
@@ -108,7 +115,8 @@ def detach(run: Callable[[], None], pidfile: Path, logfile: Path, timeout: float
     if (pid := running_pid(pidfile)) is not None:
         raise ControlError(f"taskd is already running (pid {pid}, pid file {pidfile}).")
     logfile.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    connection.close()  # never share a database connection with the detached child
+    # Never share a database connection with the detached child (nor SQLite's locks).
+    connections.close_all()
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
     first = os.fork()

@@ -3,7 +3,12 @@
 One thread, one ``selectors`` loop over the task processes' pipes (and the PostgreSQL
 LISTEN socket), so forking is safe: there is no other thread whose locks a fork could copy.
 Every database write goes through ``models.transitions`` or the ``LogWriter``. This module
-has the loop, the queue and the heartbeats; supervision.py the task processes.
+has the loop, the wake-up channels and the heartbeats; queue.py takes work from the queue
+and supervision.py runs the task processes.
+
+Errors are sorted where they happen: a database outage is waited out with backoff, an
+error in the work of one task ends that task, and anything else is logged and retried with
+backoff too. Nothing a task does ends the loop.
 """
 
 from __future__ import annotations
@@ -18,34 +23,35 @@ import threading
 import time
 from typing import Any
 
-from django.db import DatabaseError, close_old_connections
-from django.db import connection as db
+from django.db import close_old_connections, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 
-from djangotasks import conf, notify
+from djangotasks import conf, dberrors, notify, routing
 from djangotasks.daemon import linux
 from djangotasks.daemon.logwriter import LogWriter
 from djangotasks.daemon.process import TaskProcess
-from djangotasks.daemon.supervision import DB_ERRORS, DELETED, Supervision, load_targets
-from djangotasks.models import Task, Worker, transitions
-from djangotasks.statuses import ACTIVE, Status
+from djangotasks.daemon.queue import Queue
+from djangotasks.models import Worker, transitions
+from djangotasks.statuses import Status
 
 logger = logging.getLogger("djangotasks")
 
 # How often a daemon stat()s the SQLite files (no SQL): where inotify wakes it, only as a
-# safety net; elsewhere this is how it notices new work. It also polls the database when
-# it has a wake-up channel (a safety net for a lost notification, or a row inserted by
-# hand: one EXISTS query each time).
+# safety net; elsewhere this is how it notices new work.
 SQLITE_WATCH_INTERVAL = 0.01
 SQLITE_WATCH_INTERVAL_WITH_INOTIFY = 1.0
-SAFETY_POLL_INTERVAL = 5.0
 # Looks at the queue (claim, cancels) happen at most this often while output is flowing.
 MIN_LOOK_INTERVAL = 0.05
-CANCEL_POLL_INTERVAL = 0.2
 MAX_DB_BACKOFF = 10.0
+# After the last task process is gone at shutdown, how long the daemon keeps trying to
+# record their ends while the database is away. Unrecorded ends are recovered later as
+# "worker lost" (by the next daemon started on this host, or by any other after
+# WORKER_TIMEOUT).
+FINISH_WAIT = 10.0
 
 
-class Daemon(Supervision):
+class Daemon(Queue):
     def __init__(
         self,
         *,
@@ -54,6 +60,9 @@ class Daemon(Supervision):
         stop_event: threading.Event | None = None,
     ) -> None:
         self.settings = conf.get()
+        # Resolved now, but the connection is looked up per use: in thread mode this runs in
+        # the web thread, and Django's connections belong to the thread that uses them.
+        self.alias = routing.alias()
         self.capacity = max_concurrency or self.settings.MAX_CONCURRENCY
         self.thread_mode = thread_mode
         method = self.settings.START_METHOD
@@ -70,6 +79,7 @@ class Daemon(Supervision):
         self.listen_failed = False  # logged once, not on every retry
         self.look_needed = True
         self.cancels_needed = False
+        self.phantoms_needed = False
         self.stopping = False
         self.shutdown_deadline: float | None = None
         self.stop_now = False
@@ -84,6 +94,9 @@ class Daemon(Supervision):
         self.next_maintenance = now
         self.next_flush = now
         self.next_due: float | None = None
+        self.claim_paused_until = now
+        self.start_failures: dict[int, int] = {}  # task id -> failed starts in a row
+        self.unsaved_pids: dict[int, int] = {}  # task id -> pid not yet recorded
         self.db_down_since: float | None = None
         self.db_retry_at = 0.0
         self.db_backoff = 0.5
@@ -91,7 +104,11 @@ class Daemon(Supervision):
         self.wakeup_r, self.wakeup_w = os.pipe()
         os.set_blocking(self.wakeup_r, False)
         os.set_blocking(self.wakeup_w, False)
-        self.selector.register(self.wakeup_r, selectors.EVENT_READ, self._on_wakeup)
+        self.selector.register(self.wakeup_r, selectors.EVENT_READ, (self._on_wakeup, None))
+
+    @property
+    def db(self) -> BaseDatabaseWrapper:
+        return connections[self.alias]
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -101,7 +118,7 @@ class Daemon(Supervision):
         try:
             while not self._done():
                 for key, _events in self.selector.select(self._timeout()):
-                    key.data(key)
+                    self._dispatch(*key.data)
                 self._tick()
         finally:
             self._teardown()
@@ -113,6 +130,19 @@ class Daemon(Supervision):
         with contextlib.suppress(BlockingIOError, OSError):
             os.write(self.wakeup_w, b"s")
 
+    def _dispatch(self, callback: Any, proc: TaskProcess | None) -> None:
+        """Run a readiness callback; one task's trouble stays that task's."""
+        try:
+            if proc is None:
+                callback()
+            else:
+                self._contained(proc, callback, proc)
+        except Exception as exc:
+            if dberrors.is_outage(exc):
+                self._database_failed(exc)
+            else:
+                logger.exception("taskd: error in an event handler (%s)", callback.__name__)
+
     def _setup(self) -> None:
         if not self.thread_mode and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self._on_signal)
@@ -123,9 +153,9 @@ class Daemon(Supervision):
         self._register()
         self._open_wakeup_channel()
         logger.info(
-            "taskd %s started: up to %d tasks at once, %s, database %s",
+            "taskd %s started: up to %d tasks at once, %s, database %s (%s)",
             self.worker, self.capacity, "fork" if self.use_fork else "fresh interpreters",
-            db.vendor,
+            self.alias, self.db.vendor,
         )  # fmt: skip
 
     def _register(self) -> None:
@@ -148,41 +178,6 @@ class Daemon(Supervision):
                         other, f"Worker lost: {other} is no longer running (found at restart)."
                     )
 
-    def _open_wakeup_channel(self) -> None:
-        if db.vendor == "postgresql":
-            try:
-                self.listener = notify.PostgresListener()
-                self.selector.register(
-                    self.listener.fileno(), selectors.EVENT_READ, self._on_notify
-                )
-            except Exception as exc:  # psycopg's own errors, not Django's; retried later
-                if not self.listen_failed:
-                    logger.warning("taskd: cannot LISTEN for wake-ups (%s); polling", exc)
-                self.listen_failed = True
-                self.listener = None
-            else:
-                self.listen_failed = False
-        elif db.vendor == "sqlite":
-            path = str(db.settings_dict["NAME"])
-            if path and path != ":memory:" and "mode=memory" not in path:
-                self.watcher = notify.SQLiteWatcher(path)
-                fileno = self.watcher.fileno()
-                if fileno is not None:
-                    self.selector.register(fileno, selectors.EVENT_READ, self._on_sqlite_write)
-
-    def _on_sqlite_write(self, key: selectors.SelectorKey) -> None:
-        assert self.watcher is not None
-        if self.watcher.drain():
-            self.watch_pending = True
-
-    def _on_wakeup(self, key: selectors.SelectorKey) -> None:
-        # Signals (SIGCHLD, SIGTERM) and stop() write here to interrupt select().
-        try:
-            while os.read(self.wakeup_r, 4096):
-                pass
-        except BlockingIOError:
-            pass
-
     def _done(self) -> bool:
         if self.stop_event.is_set() and not self.stopping:
             self._begin_shutdown()
@@ -190,7 +185,21 @@ class Daemon(Supervision):
             for proc in self.processes.values():
                 if not proc.exited:
                     self._kill(proc, "Daemon stopped at once.", Status.CANCELLED, grace=0)
-        return self.stopping and not self.processes and not self.finishing
+        if not self.stopping or self.processes:
+            return False
+        if self.finishing and self.db_down_since is not None:
+            # The processes are gone but their ends cannot be recorded: the database is out
+            # (a second signal means now; a first one waits a little for it to come back).
+            assert self.shutdown_deadline is not None
+            give_up_at = self.shutdown_deadline + self.settings.CANCEL_GRACE + FINISH_WAIT
+            if self.stop_now or time.monotonic() >= give_up_at:
+                logger.error(
+                    "taskd: stopping without recording the end of task(s) %s: the database "
+                    "is unavailable; they will be recovered as lost",
+                    ", ".join(f"#{proc.task.pk}" for proc in self.finishing),
+                )
+                self.finishing.clear()
+        return not self.finishing
 
     def _begin_shutdown(self) -> None:
         self.stopping = True
@@ -208,10 +217,13 @@ class Daemon(Supervision):
     def _teardown(self) -> None:
         for proc in list(self.processes.values()):
             proc.signal_group(signal.SIGKILL)
-        self._flush_quietly()
-        if self.worker is not None:
-            with contextlib.suppress(DatabaseError):
-                Worker.objects.filter(pk=self.worker.pk).update(stopped_at=timezone.now())
+        if self.db_down_since is None:
+            try:
+                self.logs.flush()
+                if self.worker is not None:
+                    Worker.objects.filter(pk=self.worker.pk).update(stopped_at=timezone.now())
+            except Exception as exc:
+                logger.error("taskd: could not store the last output and stop time: %s", exc)
         if self.listener is not None:
             self.listener.close()
         self.selector.close()
@@ -223,11 +235,70 @@ class Daemon(Supervision):
         os.close(self.wakeup_w)
         logger.info("taskd %s stopped", self.worker)
 
-    def _flush_quietly(self) -> None:
+    # -- wake-up channels ----------------------------------------------------------------
+
+    def _has_channel(self) -> bool:
+        return self.listener is not None or self.watcher is not None
+
+    def _open_wakeup_channel(self) -> None:
+        if self.db.vendor == "postgresql":
+            try:
+                self.listener = notify.PostgresListener(self.alias)
+                self.selector.register(
+                    self.listener.fileno(), selectors.EVENT_READ, (self._on_notify, None)
+                )
+            except Exception as exc:  # psycopg's own errors, not Django's; retried later
+                if not self.listen_failed:
+                    logger.warning("taskd: cannot LISTEN for wake-ups (%s); polling", exc)
+                self.listen_failed = True
+                self._drop_listener()
+            else:
+                self.listen_failed = False
+        elif self.db.vendor == "sqlite":
+            path = str(self.db.settings_dict["NAME"])
+            if path and path != ":memory:" and "mode=memory" not in path:
+                self.watcher = notify.SQLiteWatcher(path, self.alias)
+                fileno = self.watcher.fileno()
+                if fileno is not None:
+                    self.selector.register(
+                        fileno, selectors.EVENT_READ, (self._on_sqlite_write, None)
+                    )
+
+    def _on_sqlite_write(self) -> None:
+        assert self.watcher is not None
+        if self.watcher.drain():
+            self.watch_pending = True
+
+    def _on_wakeup(self) -> None:
+        # Signals (SIGCHLD, SIGTERM) and stop() write here to interrupt select().
         try:
-            self.logs.flush()
-        except DatabaseError as exc:
-            logger.error("taskd: could not store the last output: %s", exc)
+            while os.read(self.wakeup_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    def _on_notify(self) -> None:
+        assert self.listener is not None
+        try:
+            payloads = self.listener.drain()
+        except Exception as exc:  # psycopg's own errors, not Django's wrappers
+            logger.warning("taskd: LISTEN connection lost (%s); reconnecting", exc)
+            self.listen_failed = True
+            self._drop_listener()
+            return
+        for payload in payloads:
+            if payload.startswith("cancel"):
+                self.cancels_needed = True
+            else:
+                self.look_needed = True
+
+    def _drop_listener(self) -> None:
+        if self.listener is None:
+            return
+        with contextlib.suppress(KeyError, ValueError, OSError):
+            self.selector.unregister(self.listener.fileno())
+        self.listener.close()
+        self.listener = None
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -240,10 +311,14 @@ class Daemon(Supervision):
             deadlines.append(self.next_poll)
             # A look wanted while every slot is taken waits for a slot: no busy loop.
             can_claim = len(self.processes) < self.capacity and not self.stopping
-            if (self.look_needed and can_claim) or self.cancels_needed or self.finishing:
+            if self.look_needed and can_claim:
+                deadlines.append(max(now, self.claim_paused_until))
+            if self.cancels_needed or self.finishing or self.phantoms_needed:
                 deadlines.append(now)
             if self.logs.has_pending():
                 deadlines.append(self.next_flush)
+            if (progress_due := self._progress_due()) is not None:
+                deadlines.append(progress_due)
         if self.watcher is not None:
             deadlines.append(self._next_watch(now))
         if self._cancels_polled():
@@ -270,7 +345,7 @@ class Daemon(Supervision):
             return
         try:
             self._database_work(now)
-        except DB_ERRORS as exc:
+        except Exception as exc:
             self._database_failed(exc)
         else:
             if self.db_down_since is not None:
@@ -284,13 +359,13 @@ class Daemon(Supervision):
 
     def _database_work(self, now: float) -> None:
         if self.watcher is not None and now >= self._next_watch(now):
-            self.watch_pending = False
+            written, self.watch_pending = self.watch_pending, False
             self.next_watch_stat = now + (
                 SQLITE_WATCH_INTERVAL
                 if self.watcher.fileno() is None
                 else SQLITE_WATCH_INTERVAL_WITH_INOTIFY
             )
-            if self.watcher.changed():
+            if self.watcher.changed(written):
                 # While output flows the files change constantly: look at most every 50 ms.
                 self.next_watch_look = now + MIN_LOOK_INTERVAL
                 self.look_needed = True
@@ -304,16 +379,28 @@ class Daemon(Supervision):
             self.next_flush = now + self.settings.LOG_FLUSH_INTERVAL
             if self.logs.orphaned:
                 self.cancels_needed = True  # rows were deleted: find out which, kill them
+        for proc in list(self.processes.values()):
+            self._contained(proc, self._save_progress, proc, now)
+        self._save_pids()
         while self.finishing:
-            self._finish(self.finishing[0])
+            proc = self.finishing[0]
+            try:
+                self._finish(proc)
+            except Exception as exc:
+                if dberrors.is_outage(exc):
+                    raise
+                self._finish_despite(proc, exc)
             self.finishing.pop(0)
-        if now >= self.next_maintenance:
-            self._maintenance()
+        if self.phantoms_needed:
+            self._end_phantoms()  # claimed just before an outage, perhaps never started
+            self.phantoms_needed = False
         if self._cancels_polled() and now >= self.next_cancel_check:
             self.cancels_needed = True
         can_claim = len(self.processes) < self.capacity and not self.stopping
         if (self.look_needed and can_claim) or self.cancels_needed or now >= self.next_poll:
             self._look()
+        if now >= self.next_maintenance:
+            self._maintenance()
 
     def _next_watch(self, now: float) -> float:
         """When to ask the SQLite watcher next: a write was seen, it wants a second look (a
@@ -329,121 +416,25 @@ class Daemon(Supervision):
     def _cancels_polled(self) -> bool:
         # Without a wake-up channel (MySQL) a cancel is only seen by asking; ask often while
         # tasks run (one indexed SELECT), so a cancel takes effect well within a second.
-        return bool(self.processes) and self.listener is None and self.watcher is None
+        return bool(self.processes) and not self._has_channel()
 
     def _database_failed(self, exc: Exception) -> None:
+        """Back off: the database is out, or the daemon's own work failed unexpectedly."""
         now = time.monotonic()
         if self.db_down_since is None:
             self.db_down_since = now
-            logger.warning("taskd: database unavailable (%s); retrying with backoff", exc)
-        with contextlib.suppress(DatabaseError):
-            db.close()
+            if dberrors.is_outage(exc):
+                logger.warning("taskd: database unavailable (%s); retrying with backoff", exc)
+            else:
+                logger.error("taskd: unexpected error; retrying with backoff", exc_info=exc)
+        with contextlib.suppress(Exception):
+            self.db.close()
         if self.listener is not None:
             self._drop_listener()
+        # A claim may have committed just before the error, with no process started for it.
+        self.phantoms_needed = self.worker is not None
         self.db_retry_at = now + self.db_backoff
         self.db_backoff = min(self.db_backoff * 2, MAX_DB_BACKOFF)
-
-    # -- the queue -----------------------------------------------------------------------
-
-    def _look(self) -> None:
-        """Claim what fits, and act on cancels of our tasks."""
-        now = time.monotonic()
-        polled = now >= self.next_poll
-        has_channel = self.listener is not None or self.watcher is not None
-        if polled:
-            self.next_poll = now + (
-                SAFETY_POLL_INTERVAL if has_channel else self.settings.POLL_INTERVAL
-            )
-        if self.processes and (self.cancels_needed or polled):
-            self._check_cancels()
-            self.next_cancel_check = now + CANCEL_POLL_INTERVAL
-        self.cancels_needed = False
-        if not (self.look_needed or polled):
-            return
-        free = self.capacity - len(self.processes)
-        if self.stopping or free <= 0:
-            return
-        if polled and not self.look_needed:
-            # A plain poll with nothing due costs one cheap query, not a transaction.
-            if not Task.objects.claimable(timezone.now()).exists():
-                return
-        self.look_needed = False
-        claimed = transitions.claim(self.worker, free)  # type: ignore[arg-type]
-        if self.use_fork:
-            load_targets(claimed)
-        for task in claimed:
-            self._start(task)
-        started = [task for task in claimed if task.pid is not None]
-        if started:
-            Task.objects.bulk_update(started, ["pid"])
-        if len(claimed) == free:
-            self.look_needed = True  # there may be more; look again when a slot frees
-        elif has_channel:
-            self._schedule_next_due()  # polling finds due tasks anyway
-
-    def _schedule_next_due(self) -> None:
-        # Delayed tasks (retries, run_after) wake no one when they come due; set a timer.
-        soonest = (
-            Task.objects.scheduled()
-            .filter(run_after__gt=timezone.now())
-            .order_by("run_after")
-            .values_list("run_after", flat=True)
-            .first()
-        )
-        if soonest is not None:
-            delay = (soonest - timezone.now()).total_seconds()
-            self.next_due = time.monotonic() + max(0.0, delay)
-
-    def _check_cancels(self) -> None:
-        """Compare our processes with their rows: cancel requested, row deleted or taken."""
-        ids = {proc.task.pk: proc for proc in self.processes.values()}
-        rows = dict(Task.objects.filter(pk__in=list(ids)).values_list("pk", "status"))
-        for pk, proc in ids.items():
-            status = rows.get(pk)
-            if proc.exited or (proc.kill_reason and status != Status.REQUESTED_CANCEL):
-                continue
-            if status == Status.REQUESTED_CANCEL:
-                proc.task.status = Status.REQUESTED_CANCEL
-                self._kill(proc, "Cancelled.", Status.CANCELLED)
-            elif status is None:
-                logger.warning("taskd: task #%s was deleted while running; killing it", pk)
-                self._kill(proc, "", DELETED, grace=0)
-            elif status != Status.RUNNING:
-                # Another daemon recovered it (we were cut off): it must not run twice.
-                logger.warning("taskd: task #%s became %s elsewhere; killing it", pk, status)
-                self._kill(proc, "", DELETED, grace=0)
-
-    def _end_phantoms(self) -> None:
-        """End rows that say they run here although no process of ours runs them."""
-        assert self.worker is not None
-        ours = [proc.task.pk for proc in [*self.processes.values(), *self.finishing]]
-        phantoms = Task.objects.filter(worker=self.worker, status__in=ACTIVE).exclude(pk__in=ours)
-        for task in phantoms:
-            reason = f"Worker lost: {self.worker} has no process for this task."
-            transitions.finish(task, self.worker, Status.UNSUCCESSFUL, reason)
-
-    def _on_notify(self, key: selectors.SelectorKey) -> None:
-        assert self.listener is not None
-        try:
-            payloads = self.listener.drain()
-        except Exception as exc:  # psycopg's own errors, not Django's wrappers
-            logger.warning("taskd: LISTEN connection lost (%s); reconnecting", exc)
-            self.listen_failed = True
-            self._drop_listener()
-            return
-        for payload in payloads:
-            if payload.startswith("cancel"):
-                self.cancels_needed = True
-            else:
-                self.look_needed = True
-
-    def _drop_listener(self) -> None:
-        if self.listener is None:
-            return
-        with contextlib.suppress(KeyError, ValueError, OSError):
-            self.selector.unregister(self.listener.fileno())
-        self.listener.close()
-        self.listener = None
 
     # -- heartbeats and recovery ---------------------------------------------------------
 
@@ -468,10 +459,10 @@ class Daemon(Supervision):
         # CONN_MAX_AGE=0 means "close after each request"; the daemon serves no requests and
         # keeps its connection (a broken one is replaced after the error). A positive age is
         # honoured here, now and then rather than on every look.
-        if db.settings_dict.get("CONN_MAX_AGE"):
+        if self.db.settings_dict.get("CONN_MAX_AGE"):
             close_old_connections()
         self.next_maintenance = now + max(self.settings.WORKER_TIMEOUT / 2, 1.0)
-        if self.listener is None and db.vendor == "postgresql":
+        if self.listener is None and self.db.vendor == "postgresql":
             self._open_wakeup_channel()
         # Right after an outage every daemon's heartbeat is stale: give them time to beat.
         if now - self.db_ok_since >= self.settings.WORKER_TIMEOUT:

@@ -35,8 +35,14 @@ class TaskProcess:
     pending_output: list[str] = field(default_factory=list)
     pending_size: int = 0
     control_buffer: bytes = b""
+    # The latest progress the task reported, cleaned; saved at most every few tenths of a
+    # second, however often the task reports.
     progress: dict[str, Any] | None = None
+    progress_dirty: bool = False
+    progress_saved_at: float = 0.0
     reason: str = ""
+    # Kinds of notes the daemon already wrote into this task's log (each is written once).
+    noted: set[str] = field(default_factory=set)
     exit_status: int | None = None
     # Why the daemon is killing it ("cancelled", "timed out after 10 s", ...), and when the
     # SIGKILL is due if SIGTERM is not enough.
@@ -67,7 +73,11 @@ class TaskProcess:
 
 def _pipes() -> tuple[int, int, int, int]:
     output_r, output_w = os.pipe()
-    control_r, control_w = os.pipe()
+    try:
+        control_r, control_w = os.pipe()
+    except BaseException:
+        _close(output_r, output_w)  # out of descriptors: give back the first pair
+        raise
     os.set_blocking(output_r, False)
     os.set_blocking(control_r, False)
     return output_r, output_w, control_r, control_w
@@ -75,11 +85,15 @@ def _pipes() -> tuple[int, int, int, int]:
 
 def fork(task: Task, keep: list[Any]) -> TaskProcess:
     """Fork the (single-threaded, Django-loaded) daemon into a task process: ~ms, not 300."""
-    output_r, output_w, control_r, control_w = _pipes()
     for stream in (sys.stdout, sys.stderr):
         stream.flush()  # or the child would inherit and print the parent's buffer again
+    output_r, output_w, control_r, control_w = _pipes()
     parent = os.getpid()
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except BaseException:
+        _close(output_r, output_w, control_r, control_w)  # EAGAIN under a pid limit: no leak
+        raise
     if pid == 0:  # pragma: no cover - runs in the child, which leaves with os._exit
         code = child.EXIT_CRASHED
         try:
@@ -96,8 +110,7 @@ def fork(task: Task, keep: list[Any]) -> TaskProcess:
         os.setpgid(pid, pid)  # closes the race with a kill sent before the child's setpgid
     except (PermissionError, ProcessLookupError):
         pass  # the child already did it (and maybe exec'ed or exited)
-    os.close(output_w)
-    os.close(control_w)
+    _close(output_w, control_w)
     return TaskProcess(task, pid, output_r, control_r, time.monotonic())
 
 
@@ -119,11 +132,19 @@ def spawn(task: Task, worker_id: int) -> TaskProcess:
             start_new_session=True,
             env=env,
         )  # fmt: skip
+    except BaseException:
+        _close(output_r, control_r)  # the write ends are closed below
+        raise
     finally:
-        os.close(output_w)
-        os.close(control_w)
+        _close(output_w, control_w)
     process = TaskProcess(task, popen.pid, output_r, control_r, time.monotonic(), popen=popen)
     return process
+
+
+def _close(*fds: int) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
 
 def describe_exit(status: int) -> tuple[bool, str]:

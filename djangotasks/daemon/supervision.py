@@ -2,6 +2,10 @@
 
 ``Supervision`` is a part of ``Daemon`` (its base class), kept in a module of its own: the
 loop and the queue in daemon.py, the processes here.
+
+Everything a task sends (output, progress, its reason) is untrusted: it is cleaned before
+it is stored, and an unexpected error while handling one task ends that task, never the
+daemon and the other tasks it runs.
 """
 
 from __future__ import annotations
@@ -13,17 +17,19 @@ import os
 import selectors
 import signal
 import time
-from typing import TYPE_CHECKING
+import traceback
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ValidationError
-from django.db import InterfaceError, OperationalError
 
-from djangotasks import conf, signals
+from djangotasks import dberrors, signals
 from djangotasks.daemon import linux
 from djangotasks.daemon import process as processes
 from djangotasks.daemon.process import TaskProcess
 from djangotasks.models import Task, transitions
 from djangotasks.statuses import Status
+from djangotasks.untrusted import clean_bigint, clean_text
 
 if TYPE_CHECKING:
     from djangotasks.conf import TaskSettings
@@ -33,8 +39,19 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("djangotasks")
 
-DB_ERRORS = (OperationalError, InterfaceError)
 READ_SIZE = 65536
+# One readiness event reads at most this much of a task's output, so a task that writes
+# faster than the daemon reads cannot keep the loop from everything else.
+MAX_READS_PER_EVENT = 16
+# After a task exited its pipe is read to the end; a descendant that still holds it open
+# and keeps writing cannot make that last forever.
+MAX_READS_AT_EXIT = 256
+# A control message is one short JSON line; a task writing without newlines to the control
+# pipe must not grow the daemon's memory.
+MAX_CONTROL_LINE = 64 * 1024
+MAX_REASON = 2000
+MAX_PROGRESS_MESSAGE = 255
+PROGRESS_SAVE_INTERVAL = 0.2
 # kill_status of a process whose task row is gone (deleted, or ended by another daemon):
 # nothing is recorded for it.
 DELETED = "deleted"
@@ -55,7 +72,8 @@ class Supervision:
     stopping: bool
     shutdown_deadline: float | None
 
-    def _start(self, task: Task) -> None:
+    def _start(self, task: Task) -> TaskProcess:
+        """Start ``task``'s process; ``OSError`` if it cannot be started (nothing is left open)."""
         assert self.worker is not None
         self.logs.open(task)
         try:
@@ -64,35 +82,63 @@ class Supervision:
                 proc = processes.fork(task, keep)
             else:
                 proc = processes.spawn(task, self.worker.pk)
-        except OSError as exc:
-            logger.error("taskd: could not start task #%s: %s", task.pk, exc)
+        except BaseException:
             self.logs.discard(task.pk)
-            transitions.finish(task, self.worker, Status.UNSUCCESSFUL, f"Could not start: {exc}")
-            return
+            raise
         self.processes[proc.pid] = proc
+        task.pid = proc.pid  # stored for all tasks of a claim at once, by _look()
+        # From here on the process is ours: whatever fails is contained to this task.
+        self._contained(proc, self._watch, proc)
+        return proc
+
+    def _watch(self, proc: TaskProcess) -> None:
         # Each registration carries its process: an event costs no search among 100 tasks.
-        self.selector.register(
-            proc.output_fd, selectors.EVENT_READ, lambda key, p=proc: self._read_output(p)
-        )
-        self.selector.register(
-            proc.control_fd, selectors.EVENT_READ, lambda key, p=proc: self._read_control(p)
-        )
+        self.selector.register(proc.output_fd, selectors.EVENT_READ, (self._read_output, proc))
+        self.selector.register(proc.control_fd, selectors.EVENT_READ, (self._read_control, proc))
         if hasattr(os, "pidfd_open"):
             try:
                 proc.pidfd = os.pidfd_open(proc.pid)
-                self.selector.register(proc.pidfd, selectors.EVENT_READ, self._on_exit)
+                self.selector.register(proc.pidfd, selectors.EVENT_READ, (self._on_exit, None))
             except OSError:
                 proc.pidfd = None
-        task.pid = proc.pid  # stored for all tasks of a claim at once, by _look()
-        if task.status == Status.REQUESTED_CANCEL:
+        if proc.task.status == Status.REQUESTED_CANCEL:
             self._kill(proc, "Cancelled.", Status.CANCELLED)
         if signals.task_started.has_listeners():
-            signals.task_started.send(Task, task=task, object=task.target)
+            _send(signals.task_started, proc.task)
 
-    def _read_output(self, proc: TaskProcess) -> None:
-        if proc.output_closed:
-            return
-        while True:
+    def _contained(self, proc: TaskProcess, action: Callable[..., Any], *args: Any) -> None:
+        """Do one piece of work for one task; an unexpected error ends that task only.
+
+        Database outages are not the task's fault: they go up, to be waited out.
+        """
+        try:
+            action(*args)
+        except Exception as exc:
+            if dberrors.is_outage(exc):
+                raise
+            self._internal_error(proc, exc)
+
+    def _internal_error(self, proc: TaskProcess, exc: BaseException) -> None:
+        task = proc.task
+        logger.error("taskd: internal error while handling task #%s; stopping it", task.pk,
+                     exc_info=exc)  # fmt: skip
+        summary, _ = clean_text(f"{type(exc).__name__}: {exc}", 500, "the error")
+        trace, _ = clean_text("".join(traceback.format_exception(exc)), 20000, "the traceback")
+        self.logs.note(task.pk, f"internal error in the daemon; the task was stopped.\n{trace}")
+        reason = f"Internal error in the daemon: {summary} (the traceback is in the log)."
+        self._kill(proc, reason, Status.UNSUCCESSFUL, grace=0)
+
+    def _note_once(self, proc: TaskProcess, kind: str, text: str) -> None:
+        if kind not in proc.noted:
+            proc.noted.add(kind)
+            self.logs.note(proc.task.pk, text)
+
+    # -- what a task sends ---------------------------------------------------------------
+
+    def _read_output(self, proc: TaskProcess, max_reads: int = MAX_READS_PER_EVENT) -> None:
+        for _ in range(max_reads):
+            if proc.output_closed:
+                return
             try:
                 data = os.read(proc.output_fd, READ_SIZE)
             except BlockingIOError:
@@ -103,10 +149,10 @@ class Supervision:
                 return
             self.logs.append(proc.task.pk, proc.decoder.decode(data))
 
-    def _read_control(self, proc: TaskProcess) -> None:
-        if proc.control_closed:
-            return
-        while True:
+    def _read_control(self, proc: TaskProcess, max_reads: int = MAX_READS_PER_EVENT) -> None:
+        for _ in range(max_reads):
+            if proc.control_closed:
+                break
             try:
                 data = os.read(proc.control_fd, READ_SIZE)
             except BlockingIOError:
@@ -115,38 +161,69 @@ class Supervision:
                 self._close_fd(proc, "control")
                 break
             proc.control_buffer += data
+            if len(proc.control_buffer) > MAX_CONTROL_LINE and b"\n" not in proc.control_buffer:
+                size = len(proc.control_buffer)
+                proc.control_buffer = b""
+                self._note_once(proc, "control-flood", f"ignored {size:,} bytes written to the "
+                                "control pipe without a line end")  # fmt: skip
         *lines, proc.control_buffer = proc.control_buffer.split(b"\n")
         for line in lines:
-            try:
-                message = json.loads(line)
-            except ValueError:
-                continue  # a task can write anything to its own pipe; ignore junk
-            if isinstance(message, dict):
-                if isinstance(message.get("progress"), dict):
-                    proc.progress = message["progress"]
-                    self._save_progress(proc)
-                if isinstance(message.get("reason"), str):
-                    proc.reason = message["reason"][:2000]
+            self._control_message(proc, line)
 
-    def _save_progress(self, proc: TaskProcess) -> None:
-        progress = proc.progress or {}
+    def _control_message(self, proc: TaskProcess, line: bytes) -> None:
         try:
-            current = int(progress.get("current") or 0)
-            total = progress.get("total")
-            total = None if total is None else int(total)
-        except (TypeError, ValueError):
+            message = json.loads(line) if len(line) <= MAX_CONTROL_LINE else None
+        except (ValueError, RecursionError):  # junk, or "[[[[..." nested beyond the stack
+            message = None
+        if not isinstance(message, dict):
+            self._note_once(proc, "control-junk", "ignored a malformed control message")
             return
+        if isinstance(message.get("progress"), dict):
+            self._take_progress(proc, message["progress"])
+        if "reason" in message:
+            proc.reason = self._cleaned(
+                proc, "the reason", clean_text, message["reason"], MAX_REASON
+            )
+
+    def _take_progress(self, proc: TaskProcess, progress: dict[str, Any]) -> None:
+        current = self._cleaned(proc, "the progress value", clean_bigint, progress.get("current"))
+        total = self._cleaned(proc, "the progress total", clean_bigint, progress.get("total"))
+        message = self._cleaned(
+            proc, "the progress message", clean_text, progress.get("message") or "",
+            MAX_PROGRESS_MESSAGE,
+        )  # fmt: skip
+        proc.progress = {"current": current or 0, "total": total, "message": message}
+        proc.progress_dirty = True
+
+    def _cleaned(self, proc: TaskProcess, what: str, clean: Callable[..., Any], *args: Any) -> Any:
+        """``clean(value, ..., what)``'s value; what had to change is said once in the log."""
+        value, note = clean(*args, what=what)
+        if note is not None:
+            self._note_once(proc, what, note)
+        return value
+
+    def _save_progress(self, proc: TaskProcess, now: float, force: bool = False) -> None:
+        """Store the latest progress, at most every PROGRESS_SAVE_INTERVAL per task."""
+        if not proc.progress_dirty:
+            return
+        if not force and now - proc.progress_saved_at < PROGRESS_SAVE_INTERVAL:
+            return
+        assert proc.progress is not None
         fields = {
-            "progress_current": current,
-            "progress_total": total,
-            "progress_message": str(progress.get("message", ""))[:255],
+            "progress_current": proc.progress["current"],
+            "progress_total": proc.progress["total"],
+            "progress_message": proc.progress["message"],
         }
-        try:
-            Task.objects.filter(pk=proc.task.pk).update(**fields)
-        except DB_ERRORS:
-            pass  # the final progress is written again when the task finishes
+        Task.objects.filter(pk=proc.task.pk).update(**fields)
+        proc.progress_dirty = False
+        proc.progress_saved_at = now
         for name, value in fields.items():
             setattr(proc.task, name, value)
+
+    def _progress_due(self) -> float | None:
+        """When the next pending progress may be saved (for the loop's timeout)."""
+        dirty = [p.progress_saved_at for p in self.processes.values() if p.progress_dirty]
+        return min(dirty) + PROGRESS_SAVE_INTERVAL if dirty else None
 
     def _close_fd(self, proc: TaskProcess, which: str) -> None:
         fd = proc.output_fd if which == "output" else proc.control_fd
@@ -155,47 +232,69 @@ class Supervision:
         os.close(fd)
         setattr(proc, f"{which}_closed", True)
 
-    def _on_exit(self, key: selectors.SelectorKey) -> None:
+    # -- exits ---------------------------------------------------------------------------
+
+    def _on_exit(self) -> None:
         self._reap()
 
     def _reap(self) -> None:
-        if not self.thread_mode:
-            # We are a subreaper: orphans of task processes are reparented to us. Reap them.
-            while True:
-                try:
-                    pid, status = os.waitpid(-1, os.WNOHANG)
-                except ChildProcessError:
-                    break
-                if pid == 0:
-                    break
-                if pid in self.processes:
-                    self._exited(self.processes[pid], status)
-        else:
+        if self.thread_mode:
             for proc in list(self.processes.values()):
                 try:
                     pid, status = os.waitpid(proc.pid, os.WNOHANG)
                 except ChildProcessError:
                     continue
                 if pid:
-                    self._exited(proc, status)
+                    self._contained(proc, self._exited, proc, status)
+            return
+        # We are a subreaper: orphans of task processes are reparented to us. Reap them.
+        reaped = False
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            reaped = True
+            if pid in self.processes:
+                self._contained(self.processes[pid], self._exited, self.processes[pid], status)
+        if reaped:
+            self._kill_orphans()
+
+    def _kill_orphans(self) -> None:
+        """Kill every child of ours that is not a task process: a task left it behind.
+
+        A task process is a subreaper, so while it runs its descendants stay in its tree,
+        even those that left its process group with setsid() (forked with or without exec).
+        Only when it exits are they reparented to us, the next subreaper up. A child of the
+        daemon that is not a task process is therefore always what an ended task left.
+        Their own orphans come to us in turn when they die, and are killed on the next reap.
+        """
+        for pid in linux.children(os.getpid()):
+            if pid in self.processes:
+                continue
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(os.getpgid(pid), signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
 
     def _exited(self, proc: TaskProcess, status: int) -> None:
         proc.exit_status = status
         if proc.popen is not None:
             proc.popen.returncode = os.waitstatus_to_exitcode(status)
+        del self.processes[proc.pid]
+        self.finishing.append(proc)
+        self.look_needed = True
         # Whatever the task left in its group dies with it; its output is read to the end.
         proc.signal_group(signal.SIGKILL)
-        _kill_escaped(proc.task.pk)
-        self._read_output(proc)
-        self._read_control(proc)
         if proc.pidfd is not None:
             with contextlib.suppress(KeyError, ValueError):
                 self.selector.unregister(proc.pidfd)
             os.close(proc.pidfd)
             proc.pidfd = None
-        del self.processes[proc.pid]
-        self.finishing.append(proc)
-        self.look_needed = True
+        self._read_output(proc, MAX_READS_AT_EXIT)
+        self._read_control(proc, MAX_READS_AT_EXIT)
 
     def _finish(self, proc: TaskProcess) -> None:
         """Store the rest of the log, then the final status: a final status means a full log."""
@@ -210,6 +309,7 @@ class Supervision:
             self.logs.orphaned.discard(task.pk)
             logger.info("task #%s %s: its row is gone; nothing recorded", task.pk, task.name)
             return
+        self._save_progress(proc, time.monotonic(), force=True)
         if proc.log_size is None:  # a retry after a database error must not close twice
             proc.log_size = self.logs.close(task.pk)
         size = proc.log_size
@@ -221,10 +321,28 @@ class Supervision:
             reason = proc.reason or exit_reason
         if transitions.finish(task, self.worker, status, reason, log_size=size):
             if signals.task_completed.has_listeners():
-                signals.task_completed.send(Task, task=task, object=task.target)
+                _send(signals.task_completed, task)
         else:
             logger.warning("taskd: task #%s was no longer ours when it ended", task.pk)
         logger.info("task #%s %s %s%s", task.pk, task.name, status, f": {reason}" if reason else "")
+
+    def _finish_despite(self, proc: TaskProcess, exc: Exception) -> None:
+        """Backstop for ``_finish``: record the end with a plain reason, or leave it to recovery."""
+        assert self.worker is not None
+        task = proc.task
+        logger.error("taskd: could not record the end of task #%s", task.pk, exc_info=exc)
+        self.logs.discard(task.pk)
+        reason = (
+            f"The daemon could not record how this task ended ({type(exc).__name__}); "
+            "see the daemon's log."
+        )
+        try:
+            transitions.finish(task, self.worker, Status.UNSUCCESSFUL, reason)
+        except Exception as again:
+            if dberrors.is_outage(again):
+                raise
+            # Left running on this worker: the phantom check ends it with a fixed reason.
+            logger.error("taskd: task #%s stays running for recovery: %s", task.pk, again)
 
     def _kill(
         self, proc: TaskProcess, reason: str, status: str, grace: float | None = None
@@ -232,6 +350,8 @@ class Supervision:
         if proc.kill_reason and grace != 0:
             return
         proc.kill_reason, proc.kill_status = reason, status
+        if proc.exited:
+            return  # nothing left to signal; the pid may already belong to someone else
         if grace == 0:
             proc.signal_group(signal.SIGKILL)
             proc.kill_deadline = None
@@ -257,42 +377,44 @@ class Supervision:
                 self._kill(proc, "Cancelled: the daemon was shut down.", Status.CANCELLED)
 
 
-def _kill_escaped(task_id: int) -> None:
-    """Kill descendants of a finished task that left its process group (setsid).
-
-    They were reparented to this daemon (a subreaper) when their parent died; the task id
-    they inherited in their environment says whose they are. Only our own children are
-    looked at, so nothing we did not start is ever signalled.
-    """
-    marker = f"{conf.TASK_ID_ENV}={task_id}".encode()
-    for pid in linux.children(os.getpid()):
-        if marker in linux.environ(pid):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(os.getpgid(pid), signal.SIGKILL)
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
+def _send(signal: Any, task: Task) -> None:
+    """Send ``task_started``/``task_completed``; a failing receiver is logged, not fatal."""
+    for receiver, result in signal.send_robust(Task, task=task, object=task.target):
+        if isinstance(result, Exception):
+            logger.error("taskd: %s receiver %r failed for task #%s", signal, receiver, task.pk,
+                         exc_info=result)  # fmt: skip
 
 
 def load_targets(tasks: list[Task]) -> None:
     """Load the objects of a claim with one query per model, before forking.
 
     The forked task inherits its object, so it reaches its first line without opening a
-    database connection of its own.
+    database connection of its own. A model whose objects cannot be loaded here is left to
+    the task process, which reports why in that task's log.
     """
     by_type: dict[int, list[Task]] = {}
     for task in tasks:
         if task.content_type_id is not None:
             by_type.setdefault(task.content_type_id, []).append(task)
     for group in by_type.values():
-        model = group[0].content_type.model_class() if group[0].content_type else None
-        if model is None:
-            continue
-        keys = {}
-        for task in group:
-            try:
-                keys[task.pk] = model._meta.pk.to_python(task.object_id)
-            except ValidationError:
-                keys[task.pk] = None
-        found = model._default_manager.in_bulk([k for k in keys.values() if k is not None])
-        for task in group:
-            task.__dict__["target"] = found.get(keys[task.pk])
+        try:
+            _load_group(group)
+        except Exception as exc:
+            if dberrors.is_outage(exc):
+                raise
+            logger.warning("taskd: could not preload the objects of %s: %s", group[0].name, exc)
+
+
+def _load_group(group: list[Task]) -> None:
+    model = group[0].content_type.model_class() if group[0].content_type else None
+    if model is None:
+        return
+    keys = {}
+    for task in group:
+        try:
+            keys[task.pk] = model._meta.pk.to_python(task.object_id)
+        except ValidationError:
+            keys[task.pk] = None
+    found = model._default_manager.in_bulk([k for k in keys.values() if k is not None])
+    for task in group:
+        task.__dict__["target"] = found.get(keys[task.pk])

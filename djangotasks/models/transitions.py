@@ -13,11 +13,11 @@ from collections.abc import Iterable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError
 from django.db.models import Q
 from django.utils import timezone
 
-from djangotasks import notify, signals
+from djangotasks import notify, routing, signals
 from djangotasks.exceptions import InvalidTransition
 from djangotasks.models.task import Task, live_key
 from djangotasks.models.worker import Worker
@@ -39,7 +39,7 @@ def _announce(task: Task, old: str, new: str) -> None:
     def send() -> None:
         signals.task_status_changed.send(Task, task=task, old_status=old, new_status=new)
 
-    transaction.on_commit(send)
+    routing.on_commit(send)
 
 
 def _cas(task: Task, expected: Iterable[str], new: str, **fields: Any) -> bool:
@@ -61,9 +61,9 @@ def _cas(task: Task, expected: Iterable[str], new: str, **fields: Any) -> bool:
 
 def schedule(definition: TaskDefinition, target: Model | None) -> Task:
     """Schedule ``definition`` on ``target`` after its dependencies; return the live Task."""
-    with transaction.atomic():
+    with routing.atomic():
         task = _schedule(definition, target)
-        notify.wake_workers("run")
+        notify.wake_workers("run", routing.alias())
     return task
 
 
@@ -102,7 +102,7 @@ def _create_or_get_live(
             priority=definition.priority,
         )
         try:
-            with transaction.atomic():
+            with routing.atomic():
                 task.save()
                 task.dependencies.set(dependencies)
         except IntegrityError:
@@ -143,7 +143,7 @@ def cancel(task: Task) -> None:
                 "there is nothing to cancel."
             )
         if task.status == Status.SCHEDULED:
-            with transaction.atomic():
+            with routing.atomic():
                 if _cas(
                     task,
                     [Status.SCHEDULED],
@@ -154,11 +154,11 @@ def cancel(task: Task) -> None:
                     fail_dependents([task])
                     return
         elif task.status == Status.RUNNING:
-            with transaction.atomic():
+            with routing.atomic():
                 if _cas(task, [Status.RUNNING], Status.REQUESTED_CANCEL):
                     # The owning daemon kills the process group; it records "cancelled"
                     # only once the processes are gone.
-                    notify.wake_workers(f"cancel {task.pk}")
+                    notify.wake_workers(f"cancel {task.pk}", routing.alias())
                     return
         task.refresh_from_db(fields=["status"])
     raise RuntimeError(f"Could not cancel task #{task.pk}: its status kept changing")
@@ -169,8 +169,7 @@ def cancel(task: Task) -> None:
 
 def claim(worker: Worker, limit: int) -> list[Task]:
     """Atomically take up to ``limit`` runnable tasks for ``worker``: priority, then FIFO."""
-    from django.db import connection
-
+    connection = routing.connection()
     if limit <= 0:
         return []
     now = timezone.now()
@@ -179,7 +178,7 @@ def claim(worker: Worker, limit: int) -> list[Task]:
         # daemons look here on every change to the file (another daemon's heartbeat, a line
         # of output): a plain read first keeps them from queueing writers for nothing.
         return []
-    with transaction.atomic():
+    with routing.atomic():
         candidates = Task.objects.claimable(now).order_by("-priority", "id")
         if connection.features.has_select_for_update_skip_locked:
             # Two daemons skip each other's rows instead of queueing behind them.
@@ -212,8 +211,8 @@ def finish(
 ) -> bool:
     """Record the end of a task this worker ran. False if it was no longer this worker's.
 
-    A failure of a task that allows retries schedules the next attempt; any other failure
-    fails the tasks waiting on it.
+    A failure of a task that allows retries schedules the next attempt, unless someone asked
+    to cancel it; any other failure fails the tasks waiting on it.
     """
     assert status in FINISHED, status
     fields: dict[str, Any] = {
@@ -221,22 +220,87 @@ def finish(
     }  # fmt: skip
     if log_size is not None:
         fields["log_size"] = log_size
+    # The status we expect first: what the daemon last saw. A cancel may have come in since.
+    expected = [Status.RUNNING, Status.REQUESTED_CANCEL]
+    if task.status == Status.REQUESTED_CANCEL:
+        expected.reverse()
     # A success changes one row and nothing else: one autocommit UPDATE, no transaction
     # (this runs once per task in the daemon's loop). A failure may cascade: atomically.
-    with transaction.atomic() if status in FAILED else contextlib.nullcontext():
-        changed = Task.objects.filter(pk=task.pk, worker=worker, status__in=ACTIVE).update(**fields)
-        if not changed:
+    with routing.atomic() if status in FAILED else contextlib.nullcontext():
+        for old in expected:
+            # Conditional on the exact status, so we know whether a cancel was asked for.
+            if Task.objects.filter(pk=task.pk, worker=worker, status=old).update(**fields):
+                break
+        else:
             return False
-        old = task.status
         for name, value in fields.items():
             setattr(task, name, value)
         _announce(task, old, status)
-        _after_failure(task, status)
+        _after_failure(task, status, retry=old != Status.REQUESTED_CANCEL)
     return True
 
 
-def _after_failure(task: Task, status: str) -> None:
-    if status == Status.UNSUCCESSFUL and _retry(task):
+def end_lost(task: Task, reason: str, worker: Worker | None = None) -> bool:
+    """End an active task whose process is gone with its worker (or was never seen).
+
+    A running one ends ``unsuccessful`` (and is retried where it allows it); one that someone
+    asked to cancel ends ``cancelled``, never retried. ``worker``: only if still its owner.
+    """
+    owner = {"worker": worker} if worker is not None else {}
+    now = timezone.now()
+    with routing.atomic():
+        for old, new, text in (
+            (Status.RUNNING, Status.UNSUCCESSFUL, reason),
+            (Status.REQUESTED_CANCEL, Status.CANCELLED, f"Cancelled. {reason}"),
+        ):
+            fields = {"status": new, "reason": text, "end_date": now}
+            if Task.objects.filter(pk=task.pk, status=old, **owner).update(**fields):
+                break
+        else:
+            return False
+        for name, value in fields.items():
+            setattr(task, name, value)
+        _announce(task, old, new)
+        _after_failure(task, new)
+    return True
+
+
+def unclaim(task: Task, worker: Worker, delay: float = 0.0) -> bool:
+    """Give back a task this worker claimed but never started: it is scheduled again.
+
+    Only while no process was recorded for it (``pid`` is empty), so a task that may have
+    run is never run twice. ``delay`` keeps it from being claimed again at once.
+    """
+    run_after = timezone.now() + timedelta(seconds=delay) if delay else task.run_after
+    if task.status == Status.REQUESTED_CANCEL:
+        # Asked to cancel before it started: that is what it gets.
+        fields = {"reason": "Cancelled before it started.", "end_date": timezone.now()}
+        with routing.atomic():
+            if not _cas_owned(task, worker, Status.REQUESTED_CANCEL, Status.CANCELLED, **fields):
+                return False
+            fail_dependents([task])
+        return True
+    return _cas_owned(
+        task, worker, Status.RUNNING, Status.SCHEDULED,
+        worker=None, start_date=None, run_after=run_after,
+    )  # fmt: skip
+
+
+def _cas_owned(task: Task, owner: Worker, old: str, new: str, **fields: Any) -> bool:
+    """CAS on a task ``owner`` claimed and never started (no pid recorded)."""
+    changed = Task.objects.filter(pk=task.pk, worker=owner, status=old, pid=None).update(
+        status=new, **fields
+    )
+    if changed:
+        task.status = new
+        for name, value in fields.items():
+            setattr(task, name, value)
+        _announce(task, old, new)
+    return bool(changed)
+
+
+def _after_failure(task: Task, status: str, retry: bool = True) -> None:
+    if status == Status.UNSUCCESSFUL and retry and _retry(task):
         return
     if status in FAILED:
         fail_dependents([task])
@@ -272,18 +336,21 @@ def _retry(task: Task) -> bool:
     return True
 
 
-def fail_dependents(failed: list[Task]) -> None:
-    """Fail every scheduled task that waits (directly or not) on a failed or cancelled one."""
+def fail_dependents(failed: list[Task], outcome: str = "") -> None:
+    """Fail every scheduled task that waits (directly or not) on a failed or cancelled one.
+
+    ``outcome`` says what became of ``failed`` when their status does not ("was deleted").
+    """
     while failed:
         next_round = []
         for dependency in failed:
+            happened = outcome or (
+                dependency.get_status_display().lower()
+                + (f": {dependency.reason}" if dependency.reason else ".")
+            )
+            reason = f"Dependency {dependency.label!r} (task #{dependency.pk}) {happened}"
             waiting = Task.objects.filter(status=Status.SCHEDULED, dependencies=dependency)
             for dependent in waiting:
-                reason = (
-                    f"Dependency {dependency.label!r} (task #{dependency.pk}) "
-                    f"{dependency.get_status_display().lower()}"
-                    + (f": {dependency.reason}" if dependency.reason else ".")
-                )
                 if _cas(
                     dependent,
                     [Status.SCHEDULED],
@@ -292,7 +359,18 @@ def fail_dependents(failed: list[Task]) -> None:
                     reason=reason,
                 ):
                     next_round.append(dependent)
-        failed = next_round
+        failed, outcome = next_round, ""
+
+
+def fail_dependents_of_deleted(sender: type[Task], instance: Task, **kwargs: Any) -> None:
+    """``pre_delete`` of a Task: whatever waits on it fails instead of running without it.
+
+    The dependency link is deleted with the row, and a task with no unfinished dependency
+    is claimable: without this, deleting a scheduled task (admin, shell, a cascade) would let
+    its dependents run early. A successful dependency was no longer waited for.
+    """
+    if instance.pk is not None and instance.status != Status.SUCCESSFUL:
+        fail_dependents([instance], "was deleted.")
 
 
 def fail_orphaned_dependents() -> int:
@@ -327,18 +405,16 @@ def recover_lost_workers(reason_prefix: str = "Worker lost") -> int:
         Q(worker__isnull=True) | Q(worker__stopped_at__isnull=False)
     )
     for task in orphans:
-        with transaction.atomic():
-            if _cas(task, ACTIVE, Status.UNSUCCESSFUL, end_date=now, reason=reason_prefix + "."):
-                _after_failure(task, Status.UNSUCCESSFUL)
-                recovered += 1
+        if end_lost(task, reason_prefix + "."):
+            recovered += 1
     return recovered
 
 
 def end_tasks_of(worker: Worker, reason: str) -> int:
-    """Mark the tasks ``worker`` was running as unsuccessful (or retry them)."""
+    """End the tasks a lost ``worker`` was running (see ``end_lost``)."""
     ended = 0
     for task in Task.objects.filter(worker=worker, status__in=ACTIVE):
-        if finish(task, worker, Status.UNSUCCESSFUL, reason):
+        if end_lost(task, reason, worker):
             ended += 1
     return ended
 
@@ -346,10 +422,12 @@ def end_tasks_of(worker: Worker, reason: str) -> int:
 __all__ = [
     "cancel",
     "claim",
+    "end_lost",
     "end_tasks_of",
     "fail_dependents",
     "fail_orphaned_dependents",
     "finish",
     "recover_lost_workers",
     "schedule",
+    "unclaim",
 ]
