@@ -33,7 +33,9 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
 def check_sqlite(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     from django.db import connections
 
-    return sqlite_problems(connections.settings.get("default"))
+    from djangotasks import routing
+
+    return sqlite_problems(connections.settings.get(routing.alias()))
 
 
 def sqlite_problems(settings: dict[str, Any] | None) -> list[checks.CheckMessage]:

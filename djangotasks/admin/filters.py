@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin
-from django.contrib.contenttypes.models import ContentType
 from django.utils.translation import gettext_lazy as _
 
 from djangotasks.models import Worker
+from djangotasks.models.task import content_types
 from djangotasks.registry import registry
 
 if TYPE_CHECKING:
@@ -47,10 +47,10 @@ class ModelFilter(admin.SimpleListFilter):
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         models = {d.model for d in registry if d.model is not None}
-        content_types = ContentType.objects.get_for_models(*models) if models else {}
+        by_model = content_types().get_for_models(*models) if models else {}
         choices = sorted(
             (str(ct.pk), str(model._meta.verbose_name).capitalize())
-            for model, ct in content_types.items()
+            for model, ct in by_model.items()
         )
         return [*choices, (self.NONE, str(_("No object (function tasks)")))]
 

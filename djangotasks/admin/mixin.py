@@ -19,7 +19,6 @@ try:
     from django.contrib.admin.options import ActionLocation
 except ImportError:  # Django < 6.1 has actions in the change list only
     ActionLocation = None  # type: ignore[assignment,misc]
-from django.contrib.contenttypes.models import ContentType
 from django.template.loader import render_to_string, select_template
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
@@ -28,6 +27,7 @@ from djangotasks.admin import panels, permissions
 from djangotasks.admin.task_admin import MEDIA_CSS, MEDIA_JS
 from djangotasks.exceptions import InvalidTransition
 from djangotasks.models import Task
+from djangotasks.models.task import content_types
 from djangotasks.registry import TaskDefinition, registry
 from djangotasks.statuses import PENDING, Status
 
@@ -182,7 +182,7 @@ class TaskAdminMixin:
     def _prefetch_column(self, request: HttpRequest, objects: list[Model]) -> None:
         """One query for the live tasks of every object on the page."""
         definitions = registry.for_model(self.model)
-        content_type = ContentType.objects.get_for_model(self.model)
+        content_type = content_types().get_for_model(self.model)
         ids = [str(o.pk) for o in objects]
         live: dict[tuple[str, str], Task] = {
             (t.object_id, t.name): t
@@ -240,7 +240,7 @@ class TaskAdminMixin:
             context["djangotasks_panel_url"] = panels.url(
                 self.admin_site,
                 "panel",
-                ContentType.objects.get_for_model(obj).pk,
+                content_types().get_for_model(obj).pk,
                 str(obj.pk),
             )
         return super().render_change_form(  # type: ignore[misc,no-any-return]

@@ -11,9 +11,10 @@ from collections import defaultdict
 from typing import TYPE_CHECKING
 
 from django.contrib.admin.views.main import PAGE_VAR, ChangeList
-from django.contrib.contenttypes.models import ContentType
 from django.core.paginator import Paginator
 from django.utils.functional import cached_property
+
+from djangotasks.models.task import content_types
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -85,7 +86,7 @@ def prefetch_targets(tasks: Iterable[Task]) -> None:
         if task.content_type_id is not None and "target" not in task.__dict__:
             wanted[task.content_type_id].append(task)
     for content_type_id, group in wanted.items():
-        model = ContentType.objects.get_for_id(content_type_id).model_class()
+        model = content_types().get_for_id(content_type_id).model_class()
         if model is None:
             for task in group:
                 task.__dict__["target"] = None

@@ -15,6 +15,7 @@ from django.urls import reverse
 
 from djangotasks.admin import permissions
 from djangotasks.models import Task, TaskLogChunk
+from djangotasks.models.task import content_types
 from djangotasks.registry import TaskDefinition, registry
 from djangotasks.statuses import ACTIVE, PENDING, Status
 
@@ -167,7 +168,7 @@ def object_cards(request: HttpRequest, admin_site: AdminSite, obj: Model) -> lis
     definitions = registry.for_model(type(obj))
     if not definitions:
         return []
-    content_type = ContentType.objects.get_for_model(obj)
+    content_type = content_types().get_for_model(obj)
     mine = Task.objects.filter(content_type=content_type, object_id=str(obj.pk))
     live = {t.name: t for t in mine.live().select_related("worker")}
     history: dict[str, list[Task]] = defaultdict(list)

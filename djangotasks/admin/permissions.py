@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 
 from django.contrib.admin.exceptions import NotRegistered
 from django.contrib.auth import get_permission_codename
-from django.contrib.contenttypes.models import ContentType
 
+from djangotasks.models.task import content_types
 from djangotasks.registry import registry
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ def can_view_model(
 def can_view_target(request: HttpRequest, admin_site: AdminSite, task: Task) -> bool:
     if task.content_type_id is None:
         return True  # a function task belongs to no object
-    model = ContentType.objects.get_for_id(task.content_type_id).model_class()
+    model = content_types().get_for_id(task.content_type_id).model_class()
     if model is None:
         return bool(request.user.is_superuser)  # its model was removed from the project
     return can_view_model(request, admin_site, model, task.target)
@@ -75,4 +75,4 @@ def visible_content_types(request: HttpRequest, admin_site: AdminSite) -> list[i
     allowed = [m for m in models if can_view_model(request, admin_site, m)]
     if not allowed:
         return []
-    return [ct.pk for ct in ContentType.objects.get_for_models(*allowed).values()]
+    return [ct.pk for ct in content_types().get_for_models(*allowed).values()]

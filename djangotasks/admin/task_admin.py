@@ -6,7 +6,6 @@ from typing import TYPE_CHECKING, Any, cast
 
 from django.contrib import admin, messages
 from django.contrib.admin.options import ShowFacets
-from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q
 from django.urls import path, reverse
@@ -21,6 +20,7 @@ from djangotasks.admin.pagination import LookaheadPaginator, TaskChangeList, pag
 from djangotasks.admin.views import TaskViewsMixin
 from djangotasks.exceptions import InvalidTransition
 from djangotasks.models import Task, Worker
+from djangotasks.models.task import content_types
 from djangotasks.registry import UnknownTask
 from djangotasks.statuses import ACTIVE, PENDING
 from djangotasks.templatetags.djangotasks_admin import (
@@ -211,7 +211,7 @@ class TaskAdmin(TaskViewsMixin, _TaskModelAdmin):
         if target is None:
             return format_html(
                 '<span class="djangotasks-gone">{} #{} ({})</span>',
-                ContentType.objects.get_for_id(task.content_type_id).name,
+                content_types().get_for_id(task.content_type_id).name,
                 task.object_id,
                 _("deleted"),
             )

@@ -23,6 +23,7 @@ from django_htmx.middleware import HtmxDetails
 from djangotasks.admin import panels, permissions
 from djangotasks.exceptions import InvalidTransition
 from djangotasks.models import Task, TaskLogChunk
+from djangotasks.models.task import content_types
 from djangotasks.registry import UnknownTask, registry
 from djangotasks.statuses import PENDING
 
@@ -69,7 +70,7 @@ def panel_response(
         "djangotasks_panel_url": panels.url(
             admin_site,
             "panel",
-            ContentType.objects.get_for_model(obj).pk,
+            content_types().get_for_model(obj).pk,
             str(obj.pk),
         ),
         "djangotasks_notice": notice,

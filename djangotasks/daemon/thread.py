@@ -43,14 +43,14 @@ def start() -> threading.Thread | None:
 
 
 def _run() -> None:
-    from django.db import connection
+    from django.db import connections
 
     try:
         _daemon.run()
     except Exception:
         logger.exception("djangotasks daemon thread crashed")
     finally:
-        connection.close()
+        connections.close_all()  # this thread's connections, whichever alias they are on
 
 
 def stop(timeout: float = 10.0) -> None:

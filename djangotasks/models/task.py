@@ -6,7 +6,7 @@ import hashlib
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from django.contrib.contenttypes.models import ContentType
+from django.contrib.contenttypes.models import ContentType, ContentTypeManager
 from django.core.exceptions import ObjectDoesNotExist
 from django.db import models
 from django.db.models import Exists, OuterRef, Q
@@ -31,6 +31,14 @@ class Progress(NamedTuple):
         if self.current is None or not self.total:
             return None
         return max(0.0, min(100.0, 100.0 * self.current / self.total))
+
+
+def content_types() -> ContentTypeManager:
+    """Content types as stored in the tasks' database (which a router may choose): the id a
+    Task row refers to must exist where the row is."""
+    from djangotasks import routing
+
+    return ContentType.objects.db_manager(routing.alias())
 
 
 def live_key(name: str, object_id: str) -> str:
@@ -58,9 +66,7 @@ class TaskQuerySet(models.QuerySet["Task"]):
         return self.filter(status__in=FAILED)
 
     def for_object(self, obj: models.Model) -> TaskQuerySet:
-        return self.filter(
-            content_type=ContentType.objects.get_for_model(obj), object_id=str(obj.pk)
-        )
+        return self.filter(content_type=content_types().get_for_model(obj), object_id=str(obj.pk))
 
     def claimable(self, now: datetime) -> TaskQuerySet:
         """Scheduled, due, and every dependency successful: what a daemon may start now."""
@@ -89,7 +95,7 @@ class _TaskManager(models.Manager["Task"]):
                     f"the object's primary key."
                 )
             object_id = str(obj.pk)
-            content_type = ContentType.objects.get_for_model(obj)
+            content_type = content_types().get_for_model(obj)
         existing: Task | None = self.filter(live_key=live_key(definition.name, object_id)).first()
         if existing is not None:
             if obj is not None:
