@@ -64,6 +64,7 @@ _OPTIONAL_NUMBER_FIELDS = {"DEFAULT_TIMEOUT", "DEFAULT_MEMORY_LIMIT"}
 _INT_FIELDS = {"MAX_CONCURRENCY", "MAX_LOG_SIZE", "RETENTION_DAYS"}
 _OPTIONAL_STR_FIELDS = {"PIDFILE", "LOGFILE"}
 START_METHODS = ("auto", "fork", "exec")
+MIN_LOG_SIZE = 1024
 # Set in every task process; its descendants inherit it, which is how the daemon tells a
 # task's escaped descendants apart when they are reparented to it.
 TASK_ID_ENV = "DJANGOTASKS_TASK_ID"
@@ -84,6 +85,9 @@ def _validate(name: str, value: Any) -> None:
         fail("an integer")
     if name in _INT_FIELDS and value < 1:
         fail("at least 1")
+    if name == "MAX_LOG_SIZE" and value < MIN_LOG_SIZE:
+        # Room for the start, the end and the line that says what was cut between them.
+        fail(f"at least {MIN_LOG_SIZE:,} characters")
     if name in _OPTIONAL_STR_FIELDS and value is not None and not isinstance(value, str):
         fail("a path (str) or None")
     if name == "START_METHOD" and value not in START_METHODS:

@@ -50,10 +50,11 @@ class CurrentTask:
         """Report progress: ``current`` of ``total`` (None when unknown), with a short message."""
         if self._task is None:
             return
-        self._task.progress_current = int(current)
-        self._task.progress_total = None if total is None else int(total)
+        current, total = int(current), None if total is None else int(total)
+        self._task.progress_current = current
+        self._task.progress_total = total
         self._task.progress_message = str(message)[:255]
-        self._pending = {"current": int(current), "total": total, "message": str(message)[:255]}
+        self._pending = {"current": current, "total": total, "message": str(message)[:255]}
         now = time.monotonic()
         if now - self._last_sent >= PROGRESS_SEND_INTERVAL or (
             total is not None and current >= total

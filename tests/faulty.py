@@ -20,6 +20,7 @@ from typing import Any
 from django.db import models
 
 from djangotasks import current_task, task
+from tests.untrusted_tasks import UntrustedTasks
 
 __all__ = ["Fault"]  # what tests/models.py re-exports
 
@@ -37,7 +38,7 @@ def _alive(pid: int) -> bool:
         return False
 
 
-class Fault(models.Model):
+class Fault(UntrustedTasks):
     path = models.CharField(max_length=500, blank=True)
     seconds = models.FloatField(default=0)
     count = models.IntegerField(default=0)

@@ -50,6 +50,7 @@ def test_the_test_settings_pass_every_check():
     [
         ({"MAX_CONCURRENCY": "4"}, "MAX_CONCURRENCY'] must be an integer"),
         ({"MAX_CONCURRENCY": 0}, "must be at least 1"),
+        ({"MAX_LOG_SIZE": 100}, "must be at least 1,024 characters"),
         ({"CANCEL_GRACE": -1}, "must be a positive number of seconds"),
         ({"DEFAULT_TIMEOUT": "1h"}, "positive number or None"),
         ({"START_METHOD": "spawn"}, "one of auto, fork, exec"),

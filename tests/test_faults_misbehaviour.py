@@ -6,6 +6,7 @@ recorded outcome, that no process of the task is left, and that the daemon still
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -65,6 +66,34 @@ def test_grandchild_left_behind_by_a_successful_task_is_killed(daemon, fault):
     (grandchild,) = read_pids(fault.path)
     assert task.log == f"left {grandchild} behind\n"
     wait_until(lambda: not pid_alive(grandchild), timeout=10)
+    assert_still_serving()
+
+
+def test_grandchild_forked_without_exec_that_escapes_is_killed_when_the_task_ends(daemon, fault):
+    # A fork without exec has the environment of the daemon in /proc/<pid>/environ, so no
+    # marker tells whose it is; the daemon (a subreaper) is its parent once the task ends.
+    task = wait_status(fault.escape_by_fork().run())
+
+    assert task.status == Status.SUCCESSFUL, task.reason
+    (_task_pid, grandchild) = read_pids(fault.path)
+    assert task.log == f"forked {grandchild}\n"
+    wait_until(lambda: not pid_alive(grandchild), timeout=10)
+    assert_still_serving()
+
+
+def test_grandchild_forked_without_exec_that_escapes_is_killed_on_cancel(daemon, fault):
+    fault.seconds = 600
+    fault.save()
+    task = fault.escape_by_fork().run()
+    (task_pid, grandchild) = wait_until(lambda: read_pids(fault.path))
+    assert pid_alive(grandchild)
+    assert os.getsid(grandchild) == grandchild  # it left the task's session and group
+
+    task.cancel()
+
+    assert wait_status(task).status == Status.CANCELLED, task.reason
+    wait_until(lambda: not pid_alive(grandchild), timeout=10)
+    assert not pid_alive(task_pid)
     assert_still_serving()
 
 

@@ -113,6 +113,14 @@ def _apply_memory_limit(limit: int | None) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
+def _text(value: object, show: Any = str) -> str:
+    """``str(value)`` (or ``repr``) of a task's exception or exit code, which may raise."""
+    try:
+        return str(show(value))
+    except Exception:
+        return f"<{type(value).__name__} that cannot be shown>"
+
+
 def _report(control_fd: int, message: dict[str, Any]) -> None:
     with contextlib.suppress(OSError):
         os.write(control_fd, json.dumps(message, default=str).encode() + b"\n")
@@ -139,7 +147,7 @@ def execute(task: Task, control_fd: int) -> int:
             target = task.target
         except Exception as exc:
             traceback.print_exc()
-            _report(control_fd, {"reason": f"Could not load its object: {exc}"[:1000]})
+            _report(control_fd, {"reason": f"Could not load its object: {_text(exc)}"[:1000]})
             return EXIT_FAILED
         finally:
             # The task's code opens its own connection if it needs one; a task that does not
@@ -160,7 +168,7 @@ def execute(task: Task, control_fd: int) -> int:
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         if code:
-            _report(control_fd, {"reason": f"Called sys.exit({exc.code!r})."})
+            _report(control_fd, {"reason": f"Called sys.exit({_text(exc.code, repr)})."[:1000]})
         return code
     except MemoryError:
         traceback.print_exc()
@@ -168,7 +176,7 @@ def execute(task: Task, control_fd: int) -> int:
         return EXIT_FAILED
     except BaseException as exc:
         traceback.print_exc()
-        summary = f"{type(exc).__name__}: {exc}"
+        summary = f"{type(exc).__name__}: {_text(exc)}"
         _report(control_fd, {"reason": summary[:1000]})
         return EXIT_FAILED
     finally:

@@ -475,6 +475,10 @@ class Daemon(Queue):
 
 
 def _pid_alive(pid: int) -> bool:
+    # Read from a Worker row: untrusted. 0 or a negative number would address a process
+    # group, and a number beyond the platform's pid_t would raise OverflowError.
+    if not isinstance(pid, int) or not 0 < pid < 2**31:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -45,7 +45,8 @@ class _TaskLog:
     tail: deque[str] = field(default_factory=deque)
     tail_size: int = 0
     cut: int = 0  # characters dropped from the middle
-    head_ends_line: bool = True
+    head_ends_line: bool = True  # of what went to the head, whether it ended a line
+    stored_ends_line: bool = True  # of what was stored, the same
 
 
 class LogWriter:
@@ -184,6 +185,7 @@ class LogWriter:
         log = self._logs[task_id]
         if rows:
             log.offset = rows[-1].end
+            log.stored_ends_line = rows[-1].text.endswith("\n")
         log.pending.clear()
         log.pending_size = 0
 
@@ -200,7 +202,10 @@ class LogWriter:
         logger.error("taskd: the database refused %d characters of task #%s's output: %s",
                      lost, task_id, error)  # fmt: skip
         # Written at once, where the refused output would have been, on a line of its own.
-        note = f"\n[djangotasks: {lost:,} characters of output could not be stored ({error})]\n"
+        before = "" if log.stored_ends_line else "\n"
+        note = (
+            f"{before}[djangotasks: {lost:,} characters of output could not be stored ({error})]\n"
+        )
         log.head_room = max(0, log.head_room - len(note))
         log.head_ends_line = True
         rows = [TaskLogChunk(task_id=task_id, offset=log.offset, end=log.offset + len(note),

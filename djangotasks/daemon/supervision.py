@@ -271,11 +271,16 @@ class Supervision:
         daemon that is not a task process is therefore always what an ended task left.
         Their own orphans come to us in turn when they die, and are killed on the next reap.
         """
+        own_group = os.getpgrp()
         for pid in linux.children(os.getpid()):
             if pid in self.processes:
                 continue
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(os.getpgid(pid), signal.SIGKILL)
+                group = os.getpgid(pid)
+                # A process may have joined our group or a running task's (setpgid within
+                # the session): then only it is killed, never the daemon or another task.
+                if group != own_group and group not in self.processes:
+                    os.killpg(group, signal.SIGKILL)
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
 
