@@ -207,3 +207,25 @@ def test_a_worker_row_with_a_pid_that_names_a_group_is_recovered_not_signalled(s
     assert task.status == Status.UNSUCCESSFUL
     assert task.reason == f"Worker lost: {lost} is no longer running (found at restart)."
     assert daemon.popen.poll() is None
+
+
+def test_signal_receivers_that_raise_stop_neither_tasks_nor_the_daemon(start_daemon):
+    # Receivers run in the daemon; one that raised after a claim's commit used to leave the
+    # claimed task without a process, again on every retry.
+    raising_receivers = (
+        "import django\ndjango.setup()\n"
+        "from djangotasks import signals\n"
+        "def boom(**kwargs): raise RuntimeError('injected: a receiver fails')\n"
+        "for signal in (signals.task_status_changed, signals.task_started,\n"
+        "               signals.task_completed):\n"
+        "    signal.connect(boom, weak=False)\n"
+    )
+    daemon = start_daemon(prelude=raising_receivers)
+
+    for _ in range(2):
+        task = wait_status(Job.objects.create().hello().run())
+        assert task.status == Status.SUCCESSFUL, task.reason
+        assert task.log == f"hello from job {task.target.pk}\n"
+    for name in ("task_status_changed", "task_started", "task_completed"):
+        assert f"{name} receiver <function boom" in daemon.log
+    assert daemon.popen.poll() is None

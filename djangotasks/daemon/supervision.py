@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ValidationError
+from django.db import DatabaseError
 
 from djangotasks import dberrors, signals
 from djangotasks.daemon import linux
@@ -104,7 +105,7 @@ class Supervision:
         if proc.task.status == Status.REQUESTED_CANCEL:
             self._kill(proc, "Cancelled.", Status.CANCELLED)
         if signals.task_started.has_listeners():
-            _send(signals.task_started, proc.task)
+            _send(signals.task_started, "task_started", proc.task)
 
     def _contained(self, proc: TaskProcess, action: Callable[..., Any], *args: Any) -> None:
         """Do one piece of work for one task; an unexpected error ends that task only.
@@ -214,9 +215,19 @@ class Supervision:
             "progress_total": proc.progress["total"],
             "progress_message": proc.progress["message"],
         }
-        Task.objects.filter(pk=proc.task.pk).update(**fields)
         proc.progress_dirty = False
         proc.progress_saved_at = now
+        try:
+            Task.objects.filter(pk=proc.task.pk).update(**fields)
+        except DatabaseError as exc:
+            if dberrors.is_outage(exc):
+                proc.progress_dirty = True  # saved once the database is back
+                raise
+            # A value this database will not take (an emoji on a utf8mb3 MySQL table): the
+            # task goes on; its progress is simply not shown.
+            error, _ = clean_text(f"{type(exc).__name__}: {exc}", 300, "the error")
+            self._note_once(proc, "progress refused", f"progress could not be stored ({error})")
+            return
         for name, value in fields.items():
             setattr(proc.task, name, value)
 
@@ -326,7 +337,7 @@ class Supervision:
             reason = proc.reason or exit_reason
         if transitions.finish(task, self.worker, status, reason, log_size=size):
             if signals.task_completed.has_listeners():
-                _send(signals.task_completed, task)
+                _send(signals.task_completed, "task_completed", task)
         else:
             logger.warning("taskd: task #%s was no longer ours when it ended", task.pk)
         logger.info("task #%s %s %s%s", task.pk, task.name, status, f": {reason}" if reason else "")
@@ -382,11 +393,11 @@ class Supervision:
                 self._kill(proc, "Cancelled: the daemon was shut down.", Status.CANCELLED)
 
 
-def _send(signal: Any, task: Task) -> None:
+def _send(signal: Any, name: str, task: Task) -> None:
     """Send ``task_started``/``task_completed``; a failing receiver is logged, not fatal."""
     for receiver, result in signal.send_robust(Task, task=task, object=task.target):
         if isinstance(result, Exception):
-            logger.error("taskd: %s receiver %r failed for task #%s", signal, receiver, task.pk,
+            logger.error("%s receiver %r failed for task #%s", name, receiver, task.pk,
                          exc_info=result)  # fmt: skip
 
 

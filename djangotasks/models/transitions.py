@@ -35,11 +35,20 @@ MAX_CAS_ROUNDS = 10
 
 
 def _announce(task: Task, old: str, new: str) -> None:
-    # Listeners must never see a change that a rollback undid, so send after commit.
+    # Listeners must never see a change that a rollback undid, so send after commit. A
+    # receiver that raises is the project's bug, not a reason to fail what was committed
+    # (in the daemon: a claim would be left without its processes, again and again).
     def send() -> None:
-        signals.task_status_changed.send(Task, task=task, old_status=old, new_status=new)
+        responses = signals.task_status_changed.send_robust(
+            Task, task=task, old_status=old, new_status=new
+        )
+        for receiver, result in responses:
+            if isinstance(result, Exception):
+                logger.error("task_status_changed receiver %r failed for task #%s", receiver,
+                             task.pk, exc_info=result)  # fmt: skip
 
-    routing.on_commit(send)
+    if signals.task_status_changed.has_listeners():
+        routing.on_commit(send)
 
 
 def _cas(task: Task, expected: Iterable[str], new: str, **fields: Any) -> bool:
