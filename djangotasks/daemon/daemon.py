@@ -3,8 +3,8 @@
 One thread, one ``selectors`` loop over the task processes' pipes (and the PostgreSQL
 LISTEN socket), so forking is safe: there is no other thread whose locks a fork could copy.
 Every database write goes through ``models.transitions`` or the ``LogWriter``. This module
-has the loop, the wake-up channels and the heartbeats; queue.py takes work from the queue
-and supervision.py runs the task processes.
+has the loop, the lifecycle and the heartbeats; wakeups.py the wake-up channels, queue.py
+takes work from the queue and supervision.py runs the task processes.
 
 Errors are sorted where they happen: a database outage is waited out with backoff, an
 error in the work of one task ends that task, and anything else is logged and retried with
@@ -23,8 +23,7 @@ import threading
 import time
 from typing import Any
 
-from django.db import close_old_connections, connections
-from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db import close_old_connections
 from django.utils import timezone
 
 from djangotasks import conf, dberrors, notify, routing
@@ -32,17 +31,12 @@ from djangotasks.daemon import linux
 from djangotasks.daemon.logwriter import LogWriter
 from djangotasks.daemon.process import TaskProcess
 from djangotasks.daemon.queue import Queue
-from djangotasks.models import Worker, transitions
+from djangotasks.daemon.wakeups import WakeUps
+from djangotasks.models import Worker, recovery, transitions
 from djangotasks.statuses import Status
 
 logger = logging.getLogger("djangotasks")
 
-# How often a daemon stat()s the SQLite files (no SQL): where inotify wakes it, only as a
-# safety net; elsewhere this is how it notices new work.
-SQLITE_WATCH_INTERVAL = 0.01
-SQLITE_WATCH_INTERVAL_WITH_INOTIFY = 1.0
-# Looks at the queue (claim, cancels) happen at most this often while output is flowing.
-MIN_LOOK_INTERVAL = 0.05
 MAX_DB_BACKOFF = 10.0
 # After the last task process is gone at shutdown, how long the daemon keeps trying to
 # record their ends while the database is away. Unrecorded ends are recovered later as
@@ -51,7 +45,7 @@ MAX_DB_BACKOFF = 10.0
 FINISH_WAIT = 10.0
 
 
-class Daemon(Queue):
+class Daemon(WakeUps, Queue):
     def __init__(
         self,
         *,
@@ -105,10 +99,6 @@ class Daemon(Queue):
         os.set_blocking(self.wakeup_r, False)
         os.set_blocking(self.wakeup_w, False)
         self.selector.register(self.wakeup_r, selectors.EVENT_READ, (self._on_wakeup, None))
-
-    @property
-    def db(self) -> BaseDatabaseWrapper:
-        return connections[self.alias]
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -174,7 +164,7 @@ class Daemon(Queue):
                 if Worker.objects.filter(pk=other.pk, stopped_at=None).update(
                     stopped_at=timezone.now()
                 ):
-                    transitions.end_tasks_of(
+                    recovery.end_tasks_of(
                         other, f"Worker lost: {other} is no longer running (found at restart)."
                     )
 
@@ -235,71 +225,6 @@ class Daemon(Queue):
         os.close(self.wakeup_w)
         logger.info("taskd %s stopped", self.worker)
 
-    # -- wake-up channels ----------------------------------------------------------------
-
-    def _has_channel(self) -> bool:
-        return self.listener is not None or self.watcher is not None
-
-    def _open_wakeup_channel(self) -> None:
-        if self.db.vendor == "postgresql":
-            try:
-                self.listener = notify.PostgresListener(self.alias)
-                self.selector.register(
-                    self.listener.fileno(), selectors.EVENT_READ, (self._on_notify, None)
-                )
-            except Exception as exc:  # psycopg's own errors, not Django's; retried later
-                if not self.listen_failed:
-                    logger.warning("taskd: cannot LISTEN for wake-ups (%s); polling", exc)
-                self.listen_failed = True
-                self._drop_listener()
-            else:
-                self.listen_failed = False
-        elif self.db.vendor == "sqlite":
-            path = str(self.db.settings_dict["NAME"])
-            if path and path != ":memory:" and "mode=memory" not in path:
-                self.watcher = notify.SQLiteWatcher(path, self.alias)
-                fileno = self.watcher.fileno()
-                if fileno is not None:
-                    self.selector.register(
-                        fileno, selectors.EVENT_READ, (self._on_sqlite_write, None)
-                    )
-
-    def _on_sqlite_write(self) -> None:
-        assert self.watcher is not None
-        if self.watcher.drain():
-            self.watch_pending = True
-
-    def _on_wakeup(self) -> None:
-        # Signals (SIGCHLD, SIGTERM) and stop() write here to interrupt select().
-        try:
-            while os.read(self.wakeup_r, 4096):
-                pass
-        except BlockingIOError:
-            pass
-
-    def _on_notify(self) -> None:
-        assert self.listener is not None
-        try:
-            payloads = self.listener.drain()
-        except Exception as exc:  # psycopg's own errors, not Django's wrappers
-            logger.warning("taskd: LISTEN connection lost (%s); reconnecting", exc)
-            self.listen_failed = True
-            self._drop_listener()
-            return
-        for payload in payloads:
-            if payload.startswith("cancel"):
-                self.cancels_needed = True
-            else:
-                self.look_needed = True
-
-    def _drop_listener(self) -> None:
-        if self.listener is None:
-            return
-        with contextlib.suppress(KeyError, ValueError, OSError):
-            self.selector.unregister(self.listener.fileno())
-        self.listener.close()
-        self.listener = None
-
     # -- the loop ------------------------------------------------------------------------
 
     def _timeout(self) -> float:
@@ -359,17 +284,7 @@ class Daemon(Queue):
 
     def _database_work(self, now: float) -> None:
         if self.watcher is not None and now >= self._next_watch(now):
-            written, self.watch_pending = self.watch_pending, False
-            self.next_watch_stat = now + (
-                SQLITE_WATCH_INTERVAL
-                if self.watcher.fileno() is None
-                else SQLITE_WATCH_INTERVAL_WITH_INOTIFY
-            )
-            if self.watcher.changed(written):
-                # While output flows the files change constantly: look at most every 50 ms.
-                self.next_watch_look = now + MIN_LOOK_INTERVAL
-                self.look_needed = True
-                self.cancels_needed = bool(self.processes)
+            self._watch_sqlite(now)
         # After an outage, a heartbeat is the probe: "reachable again" means a query went
         # through, not merely that this round had nothing to ask.
         if now >= self.next_heartbeat or self.db_down_since is not None:
@@ -401,22 +316,6 @@ class Daemon(Queue):
             self._look()
         if now >= self.next_maintenance:
             self._maintenance()
-
-    def _next_watch(self, now: float) -> float:
-        """When to ask the SQLite watcher next: a write was seen, it wants a second look (a
-        commit seen being written), or the stat interval is up; never before next_watch_look."""
-        assert self.watcher is not None
-        due = self.next_watch_stat
-        if self.watch_pending:
-            due = now
-        if self.watcher.recheck_at is not None:
-            due = min(due, self.watcher.recheck_at)
-        return max(due, self.next_watch_look)
-
-    def _cancels_polled(self) -> bool:
-        # Without a wake-up channel (MySQL) a cancel is only seen by asking; ask often while
-        # tasks run (one indexed SELECT), so a cancel takes effect well within a second.
-        return bool(self.processes) and not self._has_channel()
 
     def _database_failed(self, exc: Exception) -> None:
         """Back off: the database is out, or the daemon's own work failed unexpectedly."""
@@ -466,7 +365,7 @@ class Daemon(Queue):
             self._open_wakeup_channel()
         # Right after an outage every daemon's heartbeat is stale: give them time to beat.
         if now - self.db_ok_since >= self.settings.WORKER_TIMEOUT:
-            if transitions.recover_lost_workers():
+            if recovery.recover_lost_workers():
                 self.look_needed = True
         transitions.fail_orphaned_dependents()
         self._end_phantoms()

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from djangotasks import dberrors
 from djangotasks.daemon.supervision import DELETED, Supervision, load_targets
-from djangotasks.models import Task, transitions
+from djangotasks.models import Task, recovery, transitions
 from djangotasks.statuses import ACTIVE, Status
 
 logger = logging.getLogger("djangotasks")
@@ -85,7 +85,7 @@ class Queue(Supervision):
                     raise
                 self._start_failed(task, exc)
                 for rest in claimed[index + 1 :]:  # likely to fail alike: give them back
-                    transitions.unclaim(rest, self.worker)  # type: ignore[arg-type]
+                    recovery.unclaim(rest, self.worker)  # type: ignore[arg-type]
                 break
             self.start_failures.pop(task.pk, None)
             self.unsaved_pids[task.pk] = proc.pid
@@ -107,7 +107,7 @@ class Queue(Supervision):
             "taskd: could not start task #%s: %s; it is scheduled again in %.0f s",
             task.pk, exc, delay,
         )  # fmt: skip
-        transitions.unclaim(task, self.worker, delay)
+        recovery.unclaim(task, self.worker, delay)
 
     def _save_pids(self) -> None:
         """Record the pids of started tasks (kept and saved again after a database error)."""
@@ -162,12 +162,12 @@ class Queue(Supervision):
         phantoms = Task.objects.filter(worker=self.worker, status__in=ACTIVE).exclude(pk__in=ours)
         for task in phantoms:
             try:
-                if task.pid is None and transitions.unclaim(task, self.worker):
+                if task.pid is None and recovery.unclaim(task, self.worker):
                     logger.warning("taskd: task #%s was claimed but never started; now %s",
                                    task.pk, task.status)  # fmt: skip
                     continue
                 reason = f"Worker lost: {self.worker} has no process for this task."
-                transitions.end_lost(task, reason, self.worker)
+                recovery.end_lost(task, reason, self.worker)
             except Exception as exc:
                 if dberrors.is_outage(exc):
                     raise

@@ -14,7 +14,6 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.db import IntegrityError
-from django.db.models import Q
 from django.utils import timezone
 
 from djangotasks import notify, routing, signals
@@ -22,7 +21,7 @@ from djangotasks.exceptions import InvalidTransition
 from djangotasks.models.task import Task, live_key
 from djangotasks.models.worker import Worker
 from djangotasks.registry import TaskDefinition
-from djangotasks.statuses import ACTIVE, FAILED, FINISHED, PENDING, Status
+from djangotasks.statuses import FAILED, FINISHED, PENDING, Status
 
 if TYPE_CHECKING:
     from django.db.models import Model
@@ -249,65 +248,6 @@ def finish(
     return True
 
 
-def end_lost(task: Task, reason: str, worker: Worker | None = None) -> bool:
-    """End an active task whose process is gone with its worker (or was never seen).
-
-    A running one ends ``unsuccessful`` (and is retried where it allows it); one that someone
-    asked to cancel ends ``cancelled``, never retried. ``worker``: only if still its owner.
-    """
-    owner = {"worker": worker} if worker is not None else {}
-    now = timezone.now()
-    with routing.atomic():
-        for old, new, text in (
-            (Status.RUNNING, Status.UNSUCCESSFUL, reason),
-            (Status.REQUESTED_CANCEL, Status.CANCELLED, f"Cancelled. {reason}"),
-        ):
-            fields = {"status": new, "reason": text, "end_date": now}
-            if Task.objects.filter(pk=task.pk, status=old, **owner).update(**fields):
-                break
-        else:
-            return False
-        for name, value in fields.items():
-            setattr(task, name, value)
-        _announce(task, old, new)
-        _after_failure(task, new)
-    return True
-
-
-def unclaim(task: Task, worker: Worker, delay: float = 0.0) -> bool:
-    """Give back a task this worker claimed but never started: it is scheduled again.
-
-    Only while no process was recorded for it (``pid`` is empty), so a task that may have
-    run is never run twice. ``delay`` keeps it from being claimed again at once.
-    """
-    run_after = timezone.now() + timedelta(seconds=delay) if delay else task.run_after
-    if task.status == Status.REQUESTED_CANCEL:
-        # Asked to cancel before it started: that is what it gets.
-        fields = {"reason": "Cancelled before it started.", "end_date": timezone.now()}
-        with routing.atomic():
-            if not _cas_owned(task, worker, Status.REQUESTED_CANCEL, Status.CANCELLED, **fields):
-                return False
-            fail_dependents([task])
-        return True
-    return _cas_owned(
-        task, worker, Status.RUNNING, Status.SCHEDULED,
-        worker=None, start_date=None, run_after=run_after,
-    )  # fmt: skip
-
-
-def _cas_owned(task: Task, owner: Worker, old: str, new: str, **fields: Any) -> bool:
-    """CAS on a task ``owner`` claimed and never started (no pid recorded)."""
-    changed = Task.objects.filter(pk=task.pk, worker=owner, status=old, pid=None).update(
-        status=new, **fields
-    )
-    if changed:
-        task.status = new
-        for name, value in fields.items():
-            setattr(task, name, value)
-        _announce(task, old, new)
-    return bool(changed)
-
-
 def _after_failure(task: Task, status: str, retry: bool = True) -> None:
     if status == Status.UNSUCCESSFUL and retry and _retry(task):
         return
@@ -395,48 +335,11 @@ def fail_orphaned_dependents() -> int:
     return len(dependencies)
 
 
-def recover_lost_workers(reason_prefix: str = "Worker lost") -> int:
-    """Fence off daemons that stopped beating and end (or retry) the tasks they owned."""
-    recovered = 0
-    now = timezone.now()
-    for worker in Worker.objects.lost():
-        # Conditional on the heartbeat we read: a daemon that beats again meanwhile stays.
-        fenced = Worker.objects.filter(
-            pk=worker.pk, stopped_at__isnull=True, last_seen=worker.last_seen
-        ).update(stopped_at=now)
-        if fenced:
-            last = f"{worker.last_seen:%Y-%m-%d %H:%M:%S}"
-            reason = f"{reason_prefix}: {worker} stopped sending heartbeats (last at {last})."
-            recovered += end_tasks_of(worker, reason)
-    # Running tasks whose worker row was deleted, or whose worker has stopped (a daemon that
-    # crashed out of its loop, a row edited by hand), have nobody to finish them either.
-    orphans = Task.objects.filter(status__in=ACTIVE).filter(
-        Q(worker__isnull=True) | Q(worker__stopped_at__isnull=False)
-    )
-    for task in orphans:
-        if end_lost(task, reason_prefix + "."):
-            recovered += 1
-    return recovered
-
-
-def end_tasks_of(worker: Worker, reason: str) -> int:
-    """End the tasks a lost ``worker`` was running (see ``end_lost``)."""
-    ended = 0
-    for task in Task.objects.filter(worker=worker, status__in=ACTIVE):
-        if end_lost(task, reason, worker):
-            ended += 1
-    return ended
-
-
 __all__ = [
     "cancel",
     "claim",
-    "end_lost",
-    "end_tasks_of",
     "fail_dependents",
     "fail_orphaned_dependents",
     "finish",
-    "recover_lost_workers",
     "schedule",
-    "unclaim",
 ]
