@@ -115,8 +115,14 @@ class Queue(Supervision):
             return
         running = {proc.task.pk: proc.task for proc in self.processes.values()}
         tasks = [running[pk] for pk in self.unsaved_pids if pk in running]
-        if tasks:
-            Task.objects.bulk_update(tasks, ["pid"])
+        try:
+            if tasks:
+                Task.objects.bulk_update(tasks, ["pid"])
+        except Exception as exc:
+            if dberrors.is_outage(exc):
+                raise
+            # Only shown in the admin; not worth blocking everything else for.
+            logger.error("taskd: could not record the pids of tasks %s: %s", list(running), exc)
         self.unsaved_pids.clear()
 
     def _schedule_next_due(self) -> None:
