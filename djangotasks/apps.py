@@ -16,7 +16,8 @@ class DjangoTasksConfig(AppConfig):
 
         from djangotasks import checks  # noqa: F401 - registers the system checks
         from djangotasks.daemon import thread
-        from djangotasks.models import Task, transitions
+        from djangotasks.models import Task, objects, transitions
+        from djangotasks.registry import registry
 
         # @task functions live in each app's tasks.py; import them so they are registered
         # in every process (web, daemon, task) alike.
@@ -27,3 +28,5 @@ class DjangoTasksConfig(AppConfig):
             sender=Task,
             dispatch_uid="djangotasks.fail_dependents_of_deleted",
         )
+        # Every model with @task methods is loaded by now (they register on class_prepared).
+        objects.connect({d.model for d in registry if d.model is not None})

@@ -161,3 +161,4 @@ class Job(models.Model):
 
 # The fault-injection suite's own fixture models and tasks live in their own module.
 from tests.faulty import *  # noqa: E402, F403
+from tests.visibility_models import *  # noqa: E402, F403

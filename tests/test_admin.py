@@ -387,14 +387,23 @@ def test_view_run_and_cancel_are_separate_permissions():
     assert client.post(url("cancel", task.pk)).status_code == 403
     assert "run_task_hello" not in client.get(job_url("changelist")).content.decode()
 
+    # Running and cancelling change data: view permission on the object is not enough.
     User.objects.filter(username="staff").delete()
     client = staff("tests.view_job", "djangotasks.view_task", "djangotasks.run_task")
+    assert "run_task_hello" not in client.get(job_url("changelist")).content.decode()
+    assert client.post(url("run_object", "tests.Job.hello", ct, job.pk)).status_code == 403
+
+    User.objects.filter(username="staff").delete()
+    client = staff("tests.change_job", "djangotasks.view_task", "djangotasks.run_task")
     assert "run_task_hello" in client.get(job_url("changelist")).content.decode()
     assert client.post(url("run_object", "tests.Job.hello", ct, job.pk)).status_code == 302
     assert client.post(url("cancel", task.pk)).status_code == 403
 
     User.objects.filter(username="staff").delete()
     client = staff("tests.view_job", "djangotasks.view_task", "djangotasks.cancel_task")
+    assert client.post(url("cancel", task.pk)).status_code == 403
+    User.objects.filter(username="staff").delete()
+    client = staff("tests.change_job", "djangotasks.view_task", "djangotasks.cancel_task")
     assert client.post(url("cancel", task.pk)).status_code == 302
     task.refresh_from_db()
     assert task.status == Status.CANCELLED

@@ -1,7 +1,9 @@
 """The tasks dashboard: what runs, what waits, which daemons beat, what failed, and charts.
 
 Every figure comes from a bounded query (a capped count on an index, a time window, a
-``LIMIT``), so the page costs the same with a thousand or a million task rows.
+``LIMIT``), so the page costs the same with a thousand or a million task rows. Everything is
+read through ``TaskAdmin.get_queryset`` (the visibility rule as a query); the tasks listed
+(running now, recent failures with their logs) are also checked object by object.
 """
 
 from __future__ import annotations
@@ -98,6 +100,7 @@ def live_context(model_admin: TaskAdmin, request: HttpRequest) -> dict[str, Any]
         .order_by("start_date", "id")[:RUNNING_LIMIT]
     )
     prefetch_targets(running)
+    running = model_admin.access(request).shown(running)
     # The stubs lose the annotation when a custom QuerySet is iterated: say what the rows are.
     workers = cast(
         "list[WithAnnotations[Worker, RunningCount]]",
@@ -140,6 +143,7 @@ def charts_context(model_admin: TaskAdmin, request: HttpRequest) -> dict[str, An
         .order_by("-end_date")[:FAILURE_LIMIT]
     )
     prefetch_targets(failed)
+    failed = model_admin.access(request).shown(failed)
     failures = []
     for task in failed:
         # log_size is final once a task has ended, so the tail is one indexed range query.

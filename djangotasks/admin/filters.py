@@ -26,7 +26,11 @@ class TaskNameFilter(admin.SimpleListFilter):
     parameter_name = "name"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        definitions = sorted(registry, key=lambda d: (d.model is None, d.label.lower()))
+        visible = set(model_admin.access(request).visible_models())
+        definitions = sorted(
+            (d for d in registry if d.model is None or d.model in visible),
+            key=lambda d: (d.model is None, d.label.lower()),
+        )
         return [
             (d.name, f"{d.label} ({d.model._meta.verbose_name})" if d.model else d.label)
             for d in definitions
@@ -46,7 +50,7 @@ class ModelFilter(admin.SimpleListFilter):
     NONE = "none"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        models = {d.model for d in registry if d.model is not None}
+        models = model_admin.access(request).visible_models()
         by_model = content_types().get_for_models(*models) if models else {}
         choices = sorted(
             (str(ct.pk), str(model._meta.verbose_name).capitalize())

@@ -56,6 +56,13 @@ class ColumnItem:
         return self.task.status in PENDING
 
 
+def _named(objects: list[Model]) -> str:
+    named = ", ".join(str(o) for o in objects[:NAMED_OBJECTS])
+    if len(objects) > NAMED_OBJECTS:
+        named += _(" and %d more") % (len(objects) - NAMED_OBJECTS)
+    return named
+
+
 def action_label(definition: TaskDefinition) -> str:
     label = definition.label
     if label[:1].isupper() and label[1:2].islower():
@@ -80,19 +87,22 @@ class TaskAdminMixin:
     actions: Any
     get_actions: Callable[..., Any]
     message_user: Callable[..., Any]
-    has_view_or_change_permission: Callable[..., bool]
+    has_view_permission: Callable[..., bool]
+    has_change_permission: Callable[..., bool]
 
     # -- permissions ---------------------------------------------------------------------
 
     def has_run_task_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return request.user.has_perm(permissions.RUN) and self.has_view_or_change_permission(
-            request, obj
-        )
+        """``run_task``, and change permission on the object (on the model, without one)."""
+        return request.user.has_perm(permissions.RUN) and self._may_change(request, obj)
 
     def has_cancel_task_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return request.user.has_perm(permissions.CANCEL) and self.has_view_or_change_permission(
-            request, obj
-        )
+        return request.user.has_perm(permissions.CANCEL) and self._may_change(request, obj)
+
+    def _may_change(self, request: HttpRequest, obj: Model | None) -> bool:
+        if obj is not None and not self.has_view_permission(request, obj):
+            return False
+        return bool(self.has_change_permission(request, obj))
 
     # -- actions -------------------------------------------------------------------------
 
@@ -124,10 +134,15 @@ class TaskAdminMixin:
     def run_task_for(
         self, request: HttpRequest, queryset: QuerySet[Any], definition: TaskDefinition
     ) -> None:
-        """Schedule ``definition`` on every selected object; say what was already running."""
+        """Schedule ``definition`` on every selected object the user may change; say which
+        were already running and which were refused."""
         scheduled: list[Model] = []
         already: list[Model] = []
+        refused: list[Model] = []
         for obj in queryset:
+            if not self.has_run_task_permission(request, obj):
+                refused.append(obj)
+                continue
             current = definition.current(obj)
             if current.pk is not None and current.status in PENDING:
                 already.append(obj)
@@ -155,14 +170,18 @@ class TaskAdminMixin:
                 messages.SUCCESS,
             )
         if already:
-            named = ", ".join(str(o) for o in already[:NAMED_OBJECTS])
-            if len(already) > NAMED_OBJECTS:
-                named += _(" and %d more") % (len(already) - NAMED_OBJECTS)
             self.message_user(
                 request,
                 _("%(task)s was already scheduled or running for: %(objects)s.")
-                % {"task": definition.label, "objects": named},
+                % {"task": definition.label, "objects": _named(already)},
                 messages.WARNING,
+            )
+        if refused:
+            self.message_user(
+                request,
+                _("%(task)s was not run for: %(objects)s (you may not change them).")
+                % {"task": definition.label, "objects": _named(refused)},
+                messages.ERROR,
             )
 
     # -- change list column --------------------------------------------------------------
@@ -188,9 +207,12 @@ class TaskAdminMixin:
             (t.object_id, t.name): t
             for t in Task.objects.live().filter(content_type=content_type, object_id__in=ids)
         }
-        can_run = self.has_run_task_permission(request)
-        can_cancel = self.has_cancel_task_permission(request)
         for obj in objects:
+            if not self.has_view_permission(request, obj):
+                obj._djangotasks_column = []  # type: ignore[attr-defined]  # its rule hides it
+                continue
+            can_run = self.has_run_task_permission(request, obj)
+            can_cancel = self.has_cancel_task_permission(request, obj)
             items = []
             for definition in definitions:
                 task = live.get((str(obj.pk), definition.name))

@@ -11,9 +11,11 @@ from collections import defaultdict
 from typing import TYPE_CHECKING
 
 from django.contrib.admin.views.main import PAGE_VAR, ChangeList
+from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.utils.functional import cached_property
 
+from djangotasks.admin import permissions
 from djangotasks.models.task import content_types
 
 if TYPE_CHECKING:
@@ -95,7 +97,7 @@ def prefetch_targets(tasks: Iterable[Task]) -> None:
         ids = {t.object_id for t in group}
         try:
             found = {str(o.pk): o for o in model._default_manager.filter(pk__in=ids)}
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, ValidationError):
             pass  # ids that do not fit the primary key: those objects do not exist
         for task in group:
             task.__dict__["target"] = found.get(task.object_id)
@@ -105,3 +107,7 @@ class TaskChangeList(ChangeList):
     def get_results(self, request: HttpRequest) -> None:
         super().get_results(request)
         prefetch_targets(self.result_list)
+        # The query kept the tasks of objects in their ModelAdmins' querysets; an object's
+        # own has_view_permission(request, obj) is asked of the rows shown.
+        access = permissions.Access.of(request, self.model_admin.admin_site)
+        self.result_list = access.shown(list(self.result_list))

@@ -124,18 +124,17 @@ def card(
     admin_site: AdminSite,
     task: Task,
     *,
-    may_view_target: bool = True,
     dependencies: list[Dependency] | None = None,
     archives: list[Task] | None = None,
     with_log: bool = True,
 ) -> TaskCard:
-    """One task's card. ``may_view_target`` was checked by the caller (once per object)."""
-    user = request.user
+    """One task's card; the caller has made sure the user may see the task."""
+    access = permissions.Access.of(request, admin_site)
     result = TaskCard(
         task=task,
         label=task.label,
-        can_run=may_view_target and user.has_perm(permissions.RUN) and task.definition is not None,
-        can_cancel=may_view_target and user.has_perm(permissions.CANCEL),
+        can_run=access.may_run(task),
+        can_cancel=access.may_cancel(task),
         run_url=run_url(admin_site, task),
         next_url=next_url(request),
         dependencies=dependencies if dependencies is not None else [],
@@ -155,10 +154,6 @@ def card(
     return result
 
 
-def task_dependencies(task: Task) -> list[Dependency]:
-    return [Dependency(d.label, d) for d in task.dependencies.order_by("id")]
-
-
 def object_cards(request: HttpRequest, admin_site: AdminSite, obj: Model) -> list[TaskCard]:
     """A card for every @task method of ``obj``: the live run, or a ``defined`` placeholder.
 
@@ -175,7 +170,6 @@ def object_cards(request: HttpRequest, admin_site: AdminSite, obj: Model) -> lis
     for old in mine.archived().order_by("-created_at", "-id")[: HISTORY_LIMIT * len(definitions)]:
         if len(history[old.name]) < HISTORY_LIMIT:
             history[old.name].append(old)
-    may_view = permissions.can_view_model(request, admin_site, type(obj), obj)
     cards = []
     for definition in definitions:
         task = live.get(definition.name) or _placeholder(definition, content_type, obj)
@@ -187,7 +181,6 @@ def object_cards(request: HttpRequest, admin_site: AdminSite, obj: Model) -> lis
                 request,
                 admin_site,
                 task,
-                may_view_target=may_view,
                 dependencies=dependencies,
                 archives=history[definition.name],
             )

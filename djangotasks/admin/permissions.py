@@ -1,23 +1,36 @@
-"""Who may see, run and cancel which tasks.
+"""Who may see, run and cancel which tasks: the one rule of every page, fragment and action.
 
 Viewing, running and cancelling are three permissions (``djangotasks.view_task``,
-``djangotasks.run_task``, ``djangotasks.cancel_task``), and on top of each one the user must
-be allowed to view the object the task belongs to: a task is as private as its object.
+``djangotasks.run_task``, ``djangotasks.cancel_task``). On top of each, a task bound to an
+object is as private as the object, as the object's own ``ModelAdmin`` decides:
+
+- it is visible when the object is in that ModelAdmin's ``get_queryset(request)`` and
+  ``has_view_permission(request, obj)`` allows it;
+- running or cancelling it also needs ``has_change_permission(request, obj)``;
+- a model without a ModelAdmin on this admin site is for superusers only;
+- a function task (no object) needs the djangotasks permission only.
+
+``get_queryset`` is applied as a query (a subquery per model), so a list of a million tasks
+is still one query; ``has_view_permission(request, obj)`` can only be asked per object, so it
+is asked of every task that is shown or acted on. Counts and charts apply the query part.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from django.contrib.admin.exceptions import NotRegistered
-from django.contrib.auth import get_permission_codename
+from django.db.models import CharField, F, Q, Value
+from django.db.models.functions import Cast, Concat, Substr
 
+from djangotasks import routing
 from djangotasks.models.task import content_types
 from djangotasks.registry import registry
 
 if TYPE_CHECKING:
-    from django.contrib.admin import AdminSite
-    from django.db.models import Model
+    from django.contrib.admin import AdminSite, ModelAdmin
+    from django.db.models import Expression, Model, QuerySet
     from django.http import HttpRequest
 
     from djangotasks.models import Task
@@ -25,54 +38,183 @@ if TYPE_CHECKING:
 VIEW = "djangotasks.view_task"
 RUN = "djangotasks.run_task"
 CANCEL = "djangotasks.cancel_task"
+# Tasks whose objects are checked one by one (has_view_permission) per query of objects.
+BATCH = 500
 
 
-def can_view_model(
-    request: HttpRequest, admin_site: AdminSite, model: type[Model], obj: Model | None = None
-) -> bool:
-    """The object's own ModelAdmin decides; an unregistered model falls back to its perms."""
+def target_admin(admin_site: AdminSite, model: type[Model]) -> ModelAdmin[Any] | None:
     try:
-        model_admin = admin_site.get_model_admin(model)
+        return admin_site.get_model_admin(model)
     except NotRegistered:
-        opts = model._meta
-        return any(
-            request.user.has_perm(f"{opts.app_label}.{get_permission_codename(action, opts)}")
-            for action in ("view", "change")
-        )
-    return bool(model_admin.has_view_or_change_permission(request, obj))
-
-
-def can_view_target(request: HttpRequest, admin_site: AdminSite, task: Task) -> bool:
-    if task.content_type_id is None:
-        return True  # a function task belongs to no object
-    model = content_types().get_for_id(task.content_type_id).model_class()
-    if model is None:
-        return bool(request.user.is_superuser)  # its model was removed from the project
-    return can_view_model(request, admin_site, model, task.target)
-
-
-def can_view(request: HttpRequest, admin_site: AdminSite, task: Task) -> bool:
-    return request.user.has_perm(VIEW) and can_view_target(request, admin_site, task)
-
-
-def can_run(request: HttpRequest, admin_site: AdminSite, task: Task) -> bool:
-    return request.user.has_perm(RUN) and can_view_target(request, admin_site, task)
-
-
-def can_cancel(request: HttpRequest, admin_site: AdminSite, task: Task) -> bool:
-    return request.user.has_perm(CANCEL) and can_view_target(request, admin_site, task)
-
-
-def visible_content_types(request: HttpRequest, admin_site: AdminSite) -> list[int] | None:
-    """Content types whose tasks the user may list; None means all (superusers).
-
-    Decided per model, not per row, so the task list stays one query however long it is;
-    object-level rules are applied again on each task's own page.
-    """
-    if request.user.is_superuser:
         return None
-    models = {d.model for d in registry if d.model is not None}
-    allowed = [m for m in models if can_view_model(request, admin_site, m)]
-    if not allowed:
-        return []
-    return [ct.pk for ct in content_types().get_for_models(*allowed).values()]
+
+
+def object_key(model: type[Model]) -> Expression | F:
+    """The object's primary key as the text stored in ``Task.object_id`` (``str(obj.pk)``)."""
+    pk = model._meta.pk
+    assert pk is not None
+    target = getattr(pk, "target_field", pk)  # a parent link: the parent's key
+    if target.get_internal_type() == "UUIDField" and not (
+        routing.connection().features.has_native_uuid_field
+    ):
+        # Stored as 32 hex digits there; str(uuid) has the dashes.
+        hex_key = Cast("pk", CharField())
+        parts = [Substr(hex_key, start, length) for start, length in UUID_GROUPS]
+        pieces: list[Any] = [parts[0]]
+        for part in parts[1:]:
+            pieces += [Value("-"), part]
+        return Concat(*pieces, output_field=CharField())
+    if target.get_internal_type() in ("CharField", "TextField", "SlugField"):
+        return F("pk")
+    return Cast("pk", CharField())
+
+
+UUID_GROUPS = [(1, 8), (9, 4), (13, 4), (17, 4), (21, 12)]
+
+
+class Access:
+    """One request's rights over tasks. ``Access.of(request, admin_site)`` keeps one per
+    request, so every ModelAdmin and every object is asked once."""
+
+    def __init__(self, request: HttpRequest, admin_site: AdminSite) -> None:
+        self.request = request
+        self.admin_site = admin_site
+        self.user: Any = request.user
+        self.superuser = bool(self.user.is_active and self.user.is_superuser)
+        self._admins: dict[type[Model], ModelAdmin[Any] | None] = {}
+        self._shown: dict[tuple[int, str], bool] = {}
+        self._changeable: dict[tuple[type[Model], Any], bool] = {}
+
+    @classmethod
+    def of(cls, request: HttpRequest, admin_site: AdminSite) -> Access:
+        cached: Access | None = getattr(request, "_djangotasks_access", None)
+        if cached is None or cached.admin_site is not admin_site:
+            cached = cls(request, admin_site)
+            request._djangotasks_access = cached  # type: ignore[attr-defined]
+        return cached
+
+    def has(self, permission: str) -> bool:
+        return bool(self.user.has_perm(permission))
+
+    def model_admin(self, model: type[Model]) -> ModelAdmin[Any] | None:
+        if model not in self._admins:
+            self._admins[model] = target_admin(self.admin_site, model)
+        return self._admins[model]
+
+    # -- many tasks: a query ---------------------------------------------------------------
+
+    def visible_models(self) -> list[type[Model]]:
+        """Models with tasks whose ModelAdmin lets the user view some of their objects."""
+        models = sorted({d.model for d in registry if d.model is not None}, key=str)
+        if self.superuser:
+            return models
+        result = []
+        for model in models:
+            model_admin = self.model_admin(model)
+            if model_admin is not None and model_admin.has_view_permission(self.request):
+                result.append(model)
+        return result
+
+    def visible(self, tasks: QuerySet[Task]) -> QuerySet[Task]:
+        """``tasks`` whose objects are in their ModelAdmins' querysets: one query."""
+        if not self.has(VIEW):
+            return tasks.none()
+        if self.superuser:
+            return tasks
+        condition = Q(content_type__isnull=True)
+        for model in self.visible_models():
+            model_admin = self.model_admin(model)
+            assert model_admin is not None
+            objects = model_admin.get_queryset(self.request).order_by()
+            keys: Any = objects.values_list(object_key(model))
+            if objects.db != routing.alias():
+                # Task rows live in another database: no subquery across databases.
+                keys = [str(pk) for pk in objects.values_list("pk", flat=True)]
+            content_type = content_types().get_for_model(model)
+            condition |= Q(content_type=content_type, object_id__in=keys)
+        return tasks.filter(condition)
+
+    # -- one task: its object, asked one by one --------------------------------------------
+
+    def shows(self, task: Task) -> bool:
+        """For a task from ``visible()``: does its object's ModelAdmin let the user view it?"""
+        return self.has(VIEW) and self._sees_object_of(task)
+
+    def _sees_object_of(self, task: Task) -> bool:
+        if task.content_type_id is None or self.superuser:
+            return True
+        key = (task.content_type_id, task.object_id)
+        if key not in self._shown:
+            model = content_types().get_for_id(task.content_type_id).model_class()
+            model_admin = self.model_admin(model) if model is not None else None
+            obj = task.target
+            # No admin for its model, or the object is gone: superusers only.
+            self._shown[key] = (
+                model_admin is not None
+                and obj is not None
+                and bool(model_admin.has_view_permission(self.request, obj))
+            )
+        return self._shown[key]
+
+    def may_run(self, task: Task) -> bool:
+        """Run (again): ``run_task``, and change permission on the (visible) object."""
+        return (
+            self.has(RUN)
+            and task.definition is not None
+            and self._sees_object_of(task)
+            and self._object_changeable(task)
+        )
+
+    def may_cancel(self, task: Task) -> bool:
+        """Cancel: ``cancel_task`` on a task the user sees, and change permission on its object."""
+        return self.has(CANCEL) and self.shows(task) and self._object_changeable(task)
+
+    def _object_changeable(self, task: Task) -> bool:
+        if task.content_type_id is None or self.superuser:
+            return True
+        obj = task.target
+        return obj is not None and self.may_change(obj)
+
+    def shown(self, tasks: list[Task]) -> list[Task]:
+        """The tasks among ``tasks`` (from ``visible()``) the user may see, objects loaded."""
+        from djangotasks.admin.pagination import prefetch_targets
+
+        if self.superuser:
+            return tasks
+        prefetch_targets(tasks)
+        return [task for task in tasks if self.shows(task)]
+
+    def batches(self, tasks: QuerySet[Task]) -> Iterator[tuple[list[Task], int]]:
+        """``tasks`` in batches: (the ones the user may see, how many were hidden)."""
+        last = 0
+        while True:
+            batch = list(tasks.filter(pk__gt=last).order_by("pk")[:BATCH])
+            if not batch:
+                return
+            last = batch[-1].pk
+            shown = self.shown(batch)
+            yield shown, len(batch) - len(shown)
+
+    # -- objects -----------------------------------------------------------------------
+
+    def sees_object(self, obj: Model) -> bool:
+        """``obj`` is in its ModelAdmin's queryset and its has_view_permission allows it."""
+        if not self.has(VIEW):
+            return False
+        model_admin = self.model_admin(type(obj))
+        if model_admin is None:
+            return self.superuser
+        if not model_admin.has_view_permission(self.request, obj):
+            return False
+        return bool(model_admin.get_queryset(self.request).filter(pk=obj.pk).exists())
+
+    def may_change(self, obj: Model) -> bool:
+        """``has_change_permission(request, obj)`` of the object's ModelAdmin."""
+        key = (type(obj), obj.pk)
+        if key not in self._changeable:
+            model_admin = self.model_admin(type(obj))
+            self._changeable[key] = self.superuser or (
+                model_admin is not None
+                and bool(model_admin.has_change_permission(self.request, obj))
+            )
+        return self._changeable[key]

@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any, cast
 from django.contrib import admin, messages
 from django.contrib.admin.options import ShowFacets
 from django.core.exceptions import PermissionDenied
-from django.db.models import Q
 from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
@@ -19,7 +18,7 @@ from djangotasks.admin.filters import ModelFilter, TaskNameFilter, WorkerFilter
 from djangotasks.admin.pagination import LookaheadPaginator, TaskChangeList, page_number
 from djangotasks.admin.views import TaskViewsMixin
 from djangotasks.exceptions import InvalidTransition
-from djangotasks.models import Task, Worker
+from djangotasks.models import Task, TaskLogChunk, Worker, graph
 from djangotasks.models.task import content_types
 from djangotasks.registry import UnknownTask
 from djangotasks.statuses import ACTIVE, PENDING
@@ -139,12 +138,13 @@ class TaskAdmin(TaskViewsMixin, _TaskModelAdmin):
         return request.user.has_perm(permissions.CANCEL)
 
     def get_queryset(self, request: HttpRequest) -> TaskQuerySet:
+        """Tasks whose objects the user may see in their own admins (the visibility rule)."""
         # Task's default manager makes TaskQuerySets; the stubs know only QuerySet[Task].
         queryset = cast("TaskQuerySet", super().get_queryset(request))
-        visible = permissions.visible_content_types(request, self.admin_site)
-        if visible is not None:
-            queryset = queryset.filter(Q(content_type__isnull=True) | Q(content_type__in=visible))
-        return queryset
+        return cast("TaskQuerySet", self.access(request).visible(queryset))
+
+    def access(self, request: HttpRequest) -> permissions.Access:
+        return permissions.Access.of(request, self.admin_site)
 
     def get_paginator(
         self,
@@ -159,8 +159,33 @@ class TaskAdmin(TaskViewsMixin, _TaskModelAdmin):
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[TaskChangeList]:
         return TaskChangeList
 
+    def get_deleted_objects(
+        self, objs: Any, request: HttpRequest
+    ) -> tuple[list[str], dict[str, int], set[str], list[str]]:
+        """What the confirmation page lists: counts, never the log chunks one by one (a
+        long task has tens of thousands of them)."""
+        ids = [obj.pk for obj in objs] if isinstance(objs, list) else objs.values("pk")
+        tasks = Task.objects.filter(pk__in=ids)
+        counts = {
+            str(Task._meta.verbose_name_plural): tasks.count(),
+            str(TaskLogChunk._meta.verbose_name_plural): TaskLogChunk.objects.filter(
+                task__in=tasks
+            ).count(),
+        }
+        summary = [f"{name}: {count:,}" for name, count in counts.items()]
+        perms_needed = set() if self.has_delete_permission(request) else {"task"}
+        running = [str(task) for task in tasks.filter(status__in=ACTIVE)[:20]]
+        return summary, counts, perms_needed, running
+
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:
+        """Delete in batches (bounded memory and transactions); running tasks are kept."""
         running = queryset.filter(status__in=ACTIVE).count()
+        hidden = 0
+        for shown, batch_hidden in self.access(request).batches(
+            queryset.exclude(status__in=ACTIVE)
+        ):
+            hidden += batch_hidden
+            Task.objects.filter(pk__in=[task.pk for task in shown]).delete_in_batches()
         if running:
             self.message_user(
                 request,
@@ -172,7 +197,8 @@ class TaskAdmin(TaskViewsMixin, _TaskModelAdmin):
                 % running,
                 messages.WARNING,
             )
-        queryset.exclude(status__in=ACTIVE).delete()
+        if hidden:
+            self.message_user(request, refused(hidden), messages.ERROR)
 
     # -- columns -------------------------------------------------------------------------
 
@@ -233,14 +259,21 @@ class TaskAdmin(TaskViewsMixin, _TaskModelAdmin):
 
     @admin.action(description=_("Cancel selected tasks"), permissions=["cancel"])
     def cancel_selected(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:
-        cancelled = 0
-        for task in queryset.filter(status__in=PENDING):
-            try:
-                task.cancel()
-                cancelled += 1
-            except InvalidTransition:
-                pass  # it finished meanwhile
-        skipped = len(queryset) - cancelled
+        access = self.access(request)
+        cancelled, skipped, denied = 0, 0, 0
+        for shown, hidden in access.batches(queryset):
+            denied += hidden
+            for task in shown:
+                if task.status not in PENDING:
+                    skipped += 1
+                elif not access.may_cancel(task):
+                    denied += 1
+                else:
+                    try:
+                        task.cancel()
+                        cancelled += 1
+                    except InvalidTransition:
+                        skipped += 1  # it finished meanwhile
         message = ngettext("%d task cancelled.", "%d tasks cancelled.", cancelled) % cancelled
         if skipped:
             message += (
@@ -251,22 +284,26 @@ class TaskAdmin(TaskViewsMixin, _TaskModelAdmin):
                 % skipped
             )
         self.message_user(request, message, messages.SUCCESS if cancelled else messages.WARNING)
+        if denied:
+            self.message_user(request, refused(denied), messages.ERROR)
 
     @admin.action(description=_("Run selected tasks again"), permissions=["run"])
     def run_selected_again(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:
-        scheduled, pending, failed = 0, 0, []
-        for task in queryset.select_related("content_type"):
-            if task.status in PENDING and not task.archived:
-                pending += 1
-                continue
-            if not permissions.can_view_target(request, self.admin_site, task):
-                failed.append(f"#{task.pk}")
-                continue
-            try:
-                task.run()
-                scheduled += 1
-            except (UnknownTask, ValueError) as exc:
-                failed.append(f"#{task.pk} ({exc})")
+        access = self.access(request)
+        scheduled, pending, failed, denied = 0, 0, [], 0
+        for shown, hidden in access.batches(queryset.select_related("content_type")):
+            denied += hidden
+            for task in shown:
+                if task.status in PENDING and not task.archived:
+                    pending += 1
+                elif not access.may_run(task):
+                    denied += 1
+                else:
+                    try:
+                        task.run()
+                        scheduled += 1
+                    except (UnknownTask, ValueError, InvalidTransition) as exc:
+                        failed.append(f"#{task.pk} ({exc})")
         message = ngettext("%d task scheduled.", "%d tasks scheduled.", scheduled) % scheduled
         if pending:
             message += (
@@ -281,6 +318,8 @@ class TaskAdmin(TaskViewsMixin, _TaskModelAdmin):
         self.message_user(request, message, messages.SUCCESS)
         if failed:
             self.message_user(request, _("Could not run: %s") % "; ".join(failed), messages.ERROR)
+        if denied:
+            self.message_user(request, refused(denied), messages.ERROR)
 
     # -- pages ---------------------------------------------------------------------------
 
@@ -323,15 +362,14 @@ class TaskAdmin(TaskViewsMixin, _TaskModelAdmin):
     ) -> HttpResponse:
         task = self.get_object(request, object_id)
         extra_context = dict(extra_context or {})
-        if task is not None and permissions.can_view(request, self.admin_site, task):
+        if task is not None and self.access(request).shows(task):
             extra_context["card"] = panels.card(
                 request,
                 self.admin_site,
                 task,
-                may_view_target=permissions.can_view_target(request, self.admin_site, task),
-                dependencies=panels.task_dependencies(task),
                 archives=list(task.archives()[: panels.HISTORY_LIMIT]),
             )
+            extra_context["tree"] = graph.dependency_tree(task)
             extra_context["dependents"] = list(task.dependents.order_by("id"))
             extra_context["djangotasks_dashboard_url"] = panels.url(self.admin_site, "dashboard")
         elif task is not None:
@@ -343,6 +381,17 @@ class TaskAdmin(TaskViewsMixin, _TaskModelAdmin):
 
     def dashboard_live_view(self, request: HttpRequest) -> HttpResponse:
         return dashboard.live(self, request)
+
+
+def refused(count: int) -> str:
+    return (
+        ngettext(
+            "%d task was left alone: you may not see or change its object.",
+            "%d tasks were left alone: you may not see or change their objects.",
+            count,
+        )
+        % count
+    )
 
 
 class WorkerAdmin(_WorkerModelAdmin):

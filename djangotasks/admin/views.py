@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import messages
-from django.contrib.admin.exceptions import NotRegistered
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
@@ -30,7 +29,7 @@ from djangotasks.statuses import PENDING
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
-    from django.contrib.admin import AdminSite, ModelAdmin
+    from django.contrib.admin import AdminSite
     from django.db.models import Model, QuerySet
     from django.http import HttpRequest
 
@@ -38,26 +37,21 @@ if TYPE_CHECKING:
 MAX_POLL_CHARS = panels.LOG_TAIL_CHARS
 
 
-def target_admin(admin_site: AdminSite, model: type[Model]) -> ModelAdmin[Any] | None:
-    try:
-        return admin_site.get_model_admin(model)
-    except NotRegistered:
-        return None
-
-
 def get_target(
     request: HttpRequest, admin_site: AdminSite, model: type[Model], object_id: str
 ) -> Model:
-    """The object through its ModelAdmin (so its queryset restrictions apply); 404 if none."""
-    model_admin = target_admin(admin_site, model)
-    obj: Model | None
+    """The object through its ModelAdmin (its queryset applies): 404 if hidden, 403 if its
+    ``has_view_permission`` says no; a model without a ModelAdmin is for superusers."""
+    access = permissions.Access.of(request, admin_site)
+    model_admin = access.model_admin(model)
+    obj: Model | None = None
     if model_admin is not None:
         obj = model_admin.get_object(request, object_id)
-    else:
+    elif access.superuser:
         obj = model._default_manager.filter(pk=object_id).first()
     if obj is None:
         raise Http404(_("The object of this task does not exist (any more)."))
-    if not permissions.can_view_model(request, admin_site, model, obj):
+    if model_admin is not None and not model_admin.has_view_permission(request, obj):
         raise PermissionDenied
     return obj
 
@@ -89,10 +83,15 @@ class TaskViewsMixin:
     # -- helpers -------------------------------------------------------------------------
 
     def get_visible_task(self, request: HttpRequest, pk: int) -> Task:
+        """404 unless the task's object is in its ModelAdmin's queryset; 403 unless its
+        ``has_view_permission`` allows it (the rule of ``permissions.Access``)."""
+        access = permissions.Access.of(request, self.admin_site)
+        if not access.has(permissions.VIEW):
+            raise PermissionDenied
         task = get_object_or_404(
             self.get_queryset(request).select_related("content_type", "worker"), pk=pk
         )
-        if not permissions.can_view(request, self.admin_site, task):
+        if not access.shows(task):
             raise PermissionDenied
         return task
 
@@ -141,9 +140,9 @@ class TaskViewsMixin:
             target = get_target(request, self.admin_site, model, object_id)
         elif content_type_id is not None:
             raise Http404(_("This task does not belong to an object."))
-        if not request.user.has_perm(permissions.RUN):
-            raise PermissionDenied
         current = definition.current(target)
+        if not permissions.Access.of(request, self.admin_site).may_run(current):
+            raise PermissionDenied
         if current.pk is not None and current.status in PENDING:
             notice = _("%(task)s is already %(status)s.") % {
                 "task": definition.label,
@@ -160,7 +159,7 @@ class TaskViewsMixin:
 
     def cancel_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         task = self.get_visible_task(request, pk)
-        if not permissions.can_cancel(request, self.admin_site, task):
+        if not permissions.Access.of(request, self.admin_site).may_cancel(task):
             raise PermissionDenied
         try:
             task.cancel()

@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from django.contrib.contenttypes.models import ContentType, ContentTypeManager
-from django.core.exceptions import ObjectDoesNotExist
+from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.db import models
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
@@ -18,7 +18,11 @@ from djangotasks.registry import TaskDefinition, UnknownTask, registry
 from djangotasks.statuses import ACTIVE, FAILED, FINISHED, Status
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from datetime import datetime
+
+# Tasks deleted per transaction by TaskQuerySet.delete_in_batches().
+DELETE_BATCH = 500
 
 
 class Progress(NamedTuple):
@@ -67,6 +71,24 @@ class TaskQuerySet(models.QuerySet["Task"]):
 
     def for_object(self, obj: models.Model) -> TaskQuerySet:
         return self.filter(content_type=content_types().get_for_model(obj), object_id=str(obj.pk))
+
+    def delete_in_batches(
+        self, batch: int = DELETE_BATCH, progress: Callable[[int], object] | None = None
+    ) -> int:
+        """Delete these tasks and their logs, a batch per transaction: memory and lock time
+        stay bounded however many there are (a long task has thousands of log chunks)."""
+        from djangotasks import routing
+
+        deleted = 0
+        while True:
+            ids = list(self.order_by().values_list("pk", flat=True)[:batch])
+            if not ids:
+                return deleted
+            with routing.atomic():
+                Task.objects.filter(pk__in=ids).delete()
+            deleted += len(ids)
+            if progress is not None:
+                progress(deleted)
 
     def claimable(self, now: datetime) -> TaskQuerySet:
         """Scheduled, due, and every dependency successful: what a daemon may start now."""
@@ -233,8 +255,8 @@ class Task(models.Model):
             return None  # the model was removed from the project
         try:
             return model._default_manager.get(pk=self.object_id)
-        except (ObjectDoesNotExist, ValueError):
-            return None
+        except (ObjectDoesNotExist, ValueError, ValidationError):
+            return None  # gone, or an id that does not fit the key (a UUID, a number)
 
     @property
     def log(self) -> str:

@@ -9,7 +9,6 @@ from typing import Any
 
 from django.core.exceptions import ObjectDoesNotExist
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import transaction
 from django.utils import timezone
 
 from djangotasks import conf
@@ -146,17 +145,13 @@ class Command(BaseCommand):
         cutoff = timezone.now() - timedelta(days=days)
         old = Task.objects.filter(status__in=FINISHED, end_date__lt=cutoff)
         total = old.count()
-        deleted = 0
-        while True:
-            # Batches keep each transaction (and the chunks it cascades to) small.
-            batch = list(old.values_list("pk", flat=True)[:PRUNE_BATCH])
-            if not batch:
-                break
-            with transaction.atomic():
-                Task.objects.filter(pk__in=batch).delete()
-            deleted += len(batch)
+
+        def progress(deleted: int) -> None:
             if sys.stdout.isatty():
                 self.stdout.write(f"\rpruned {deleted}/{total}", ending="")
+
+        # Batches keep each transaction (and the chunks it cascades to) small.
+        deleted = old.delete_in_batches(PRUNE_BATCH, progress)
         self.stdout.write(f"pruned {deleted} task(s) that ended before {cutoff:%Y-%m-%d %H:%M}")
 
     def _names(self, options: dict[str, Any]) -> None:
