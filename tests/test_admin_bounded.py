@@ -5,6 +5,7 @@ history of a deleted object, which a new object with the same key never inherits
 
 from __future__ import annotations
 
+import itertools
 import uuid
 
 import pytest
@@ -91,7 +92,7 @@ def chain(depth: int) -> Task:
         Task.objects.create(name="tests.tasks.nightly_cleanup", status=Status.SUCCESSFUL)
         for _ in range(depth + 1)
     ]
-    for dependent, dependency in zip(tasks, tasks[1:]):
+    for dependent, dependency in itertools.pairwise(tasks):
         dependent.dependencies.add(dependency)
     return tasks[0]
 
