@@ -138,9 +138,7 @@ def test_deleting_tasks_with_long_logs_shows_a_summary_and_deletes_in_batches(ad
     [(Keyed, "report-2026"), (Tagged, uuid.UUID(int=7)), (Job, 4242)],
     ids=["char", "uuid", "integer"],
 )
-def test_a_new_object_with_a_deleted_objects_key_starts_with_no_history(
-    model, key, admin_client
-):
+def test_a_new_object_with_a_deleted_objects_key_starts_with_no_history(model, key, admin_client):
     fields = {"key": key} if model is Keyed else {"pk": key}
     old = model.objects.create(**fields)
     old.hello().run()
