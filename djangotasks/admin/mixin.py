@@ -87,8 +87,6 @@ class TaskAdminMixin:
     actions: Any
     get_actions: Callable[..., Any]
     message_user: Callable[..., Any]
-    has_view_permission: Callable[..., bool]
-    has_change_permission: Callable[..., bool]
 
     # -- permissions ---------------------------------------------------------------------
 
@@ -100,9 +98,10 @@ class TaskAdminMixin:
         return request.user.has_perm(permissions.CANCEL) and self._may_change(request, obj)
 
     def _may_change(self, request: HttpRequest, obj: Model | None) -> bool:
-        if obj is not None and not self.has_view_permission(request, obj):
-            return False
-        return bool(self.has_change_permission(request, obj))
+        access = permissions.Access.of(request, self.admin_site)
+        if obj is None:
+            return access.may_change_model(self.model)
+        return access.may_change_object(obj)
 
     # -- actions -------------------------------------------------------------------------
 
@@ -208,7 +207,7 @@ class TaskAdminMixin:
             for t in Task.objects.live().filter(content_type=content_type, object_id__in=ids)
         }
         for obj in objects:
-            if not self.has_view_permission(request, obj):
+            if not permissions.Access.of(request, self.admin_site).may_view_object(obj):
                 obj._djangotasks_column = []  # type: ignore[attr-defined]  # its rule hides it
                 continue
             can_run = self.has_run_task_permission(request, obj)

@@ -138,30 +138,14 @@ class Access:
 
     def shows(self, task: Task) -> bool:
         """For a task from ``visible()``: does its object's ModelAdmin let the user view it?"""
-        return self.has(VIEW) and self._sees_object_of(task)
-
-    def _sees_object_of(self, task: Task) -> bool:
-        if task.content_type_id is None or self.superuser:
-            return True
-        key = (task.content_type_id, task.object_id)
-        if key not in self._shown:
-            model = content_types().get_for_id(task.content_type_id).model_class()
-            model_admin = self.model_admin(model) if model is not None else None
-            obj = task.target
-            # No admin for its model, or the object is gone: superusers only.
-            self._shown[key] = (
-                model_admin is not None
-                and obj is not None
-                and bool(model_admin.has_view_permission(self.request, obj))
-            )
-        return self._shown[key]
+        return self.has(VIEW) and self._object_viewable(task)
 
     def may_run(self, task: Task) -> bool:
         """Run (again): ``run_task``, and change permission on the (visible) object."""
         return (
             self.has(RUN)
             and task.definition is not None
-            and self._sees_object_of(task)
+            and self._object_viewable(task)
             and self._object_changeable(task)
         )
 
@@ -172,8 +156,17 @@ class Access:
     def _object_changeable(self, task: Task) -> bool:
         if task.content_type_id is None or self.superuser:
             return True
-        obj = task.target
-        return obj is not None and self.may_change(obj)
+        return self.may_change_object(task.target)
+
+    def _object_viewable(self, task: Task) -> bool:
+        if task.content_type_id is None or self.superuser:
+            return True  # a function task belongs to no object
+        key = (task.content_type_id, task.object_id)
+        if key not in self._shown:
+            model = content_types().get_for_id(task.content_type_id).model_class()
+            # A model removed from the project has no ModelAdmin: superusers only.
+            self._shown[key] = model is not None and self.may_view_object(task.target)
+        return self._shown[key]
 
     def shown(self, tasks: list[Task]) -> list[Task]:
         """The tasks among ``tasks`` (from ``visible()``) the user may see, objects loaded."""
@@ -195,26 +188,36 @@ class Access:
             shown = self.shown(batch)
             yield shown, len(batch) - len(shown)
 
-    # -- objects -----------------------------------------------------------------------
+    # -- objects: what their own ModelAdmin says ---------------------------------------
 
-    def sees_object(self, obj: Model) -> bool:
-        """``obj`` is in its ModelAdmin's queryset and its has_view_permission allows it."""
-        if not self.has(VIEW):
-            return False
+    def may_view_object(self, obj: Model | None) -> bool:
+        """``has_view_permission(request, obj)`` of the object's ModelAdmin (no ModelAdmin, or
+        no object any more: superusers only). The queryset part is the caller's: the object
+        came through ``get_queryset`` (``visible()``, ``ModelAdmin.get_object``)."""
+        if obj is None:
+            return self.superuser
         model_admin = self.model_admin(type(obj))
         if model_admin is None:
             return self.superuser
-        if not model_admin.has_view_permission(self.request, obj):
-            return False
-        return bool(model_admin.get_queryset(self.request).filter(pk=obj.pk).exists())
+        return self.superuser or bool(model_admin.has_view_permission(self.request, obj))
 
-    def may_change(self, obj: Model) -> bool:
-        """``has_change_permission(request, obj)`` of the object's ModelAdmin."""
+    def may_change_object(self, obj: Model | None) -> bool:
+        """``has_change_permission(request, obj)`` on an object the user may view."""
+        if obj is None:
+            return self.superuser
         key = (type(obj), obj.pk)
         if key not in self._changeable:
             model_admin = self.model_admin(type(obj))
             self._changeable[key] = self.superuser or (
                 model_admin is not None
+                and self.may_view_object(obj)
                 and bool(model_admin.has_change_permission(self.request, obj))
             )
         return self._changeable[key]
+
+    def may_change_model(self, model: type[Model]) -> bool:
+        """``has_change_permission(request)`` of the model's ModelAdmin, for no object yet."""
+        model_admin = self.model_admin(model)
+        return self.superuser or (
+            model_admin is not None and bool(model_admin.has_change_permission(self.request))
+        )

@@ -51,7 +51,7 @@ def get_target(
         obj = model._default_manager.filter(pk=object_id).first()
     if obj is None:
         raise Http404(_("The object of this task does not exist (any more)."))
-    if model_admin is not None and not model_admin.has_view_permission(request, obj):
+    if not access.may_view_object(obj):
         raise PermissionDenied
     return obj
 
