@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.contrib.admin.exceptions import NotRegistered
 from django.db.models import CharField, F, Q, Value
-from django.db.models.functions import Cast, Concat, Substr
+from django.db.models.functions import Cast, Collate, Concat, Substr
 
 from djangotasks import routing
 from djangotasks.models.task import content_types
@@ -54,8 +54,10 @@ def object_key(model: type[Model]) -> Expression | F:
     pk = model._meta.pk
     assert pk is not None
     target = getattr(pk, "target_field", pk)  # a parent link: the parent's key
+    connection = routing.connection()
+    key: Expression | F
     if target.get_internal_type() == "UUIDField" and not (
-        routing.connection().features.has_native_uuid_field
+        connection.features.has_native_uuid_field
     ):
         # Stored as 32 hex digits there; str(uuid) has the dashes.
         hex_key = Cast("pk", CharField())
@@ -63,10 +65,36 @@ def object_key(model: type[Model]) -> Expression | F:
         pieces: list[Any] = [parts[0]]
         for part in parts[1:]:
             pieces += [Value("-"), part]
-        return Concat(*pieces, output_field=CharField())
-    if target.get_internal_type() in ("CharField", "TextField", "SlugField"):
-        return F("pk")
-    return Cast("pk", CharField())
+        key = Concat(*pieces, output_field=CharField())
+    elif target.get_internal_type() in ("CharField", "TextField", "SlugField"):
+        key = F("pk")
+    else:
+        key = Cast("pk", CharField())
+    if connection.vendor == "mysql":
+        # MySQL/MariaDB refuse to compare texts of two implicit collations (a CAST takes the
+        # connection's, the key column its table's): compare in object_id's own collation.
+        key = Collate(key, object_id_collation())
+    return key
+
+
+_collations: dict[str, str] = {}
+
+
+def object_id_collation() -> str:
+    """The collation of ``djangotasks_task.object_id`` on MySQL/MariaDB (asked once)."""
+    alias = routing.alias()
+    if alias not in _collations:
+        from djangotasks.models import Task
+
+        with routing.connection().cursor() as cursor:
+            cursor.execute(
+                "SELECT collation_name FROM information_schema.columns WHERE "
+                "table_schema = DATABASE() AND table_name = %s AND column_name = %s",
+                [Task._meta.db_table, Task._meta.get_field("object_id").column],
+            )
+            row = cursor.fetchone()
+        _collations[alias] = str(row[0]) if row and row[0] else "utf8mb4_general_ci"
+    return _collations[alias]
 
 
 UUID_GROUPS = [(1, 8), (9, 4), (13, 4), (17, 4), (21, 12)]
