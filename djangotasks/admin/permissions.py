@@ -40,6 +40,8 @@ RUN = "djangotasks.run_task"
 CANCEL = "djangotasks.cancel_task"
 # Tasks whose objects are checked one by one (has_view_permission) per query of objects.
 BATCH = 500
+# Up to this many visible objects of a model are listed in the task query; more: a subquery.
+MAX_LISTED_KEYS = 1000
 
 
 def target_admin(admin_site: AdminSite, model: type[Model]) -> ModelAdmin[Any] | None:
@@ -112,6 +114,7 @@ class Access:
         self._admins: dict[type[Model], ModelAdmin[Any] | None] = {}
         self._shown: dict[tuple[int, str], bool] = {}
         self._changeable: dict[tuple[type[Model], Any], bool] = {}
+        self._condition: Q | None = None
 
     @classmethod
     def of(cls, request: HttpRequest, admin_site: AdminSite) -> Access:
@@ -149,18 +152,27 @@ class Access:
             return tasks.none()
         if self.superuser:
             return tasks
-        condition = Q(content_type__isnull=True)
-        for model in self.visible_models():
-            model_admin = self.model_admin(model)
-            assert model_admin is not None
-            objects = model_admin.get_queryset(self.request).order_by()
-            keys: Any = objects.values_list(object_key(model))
-            if objects.db != routing.alias():
-                # Task rows live in another database: no subquery across databases.
-                keys = [str(pk) for pk in objects.values_list("pk", flat=True)]
-            content_type = content_types().get_for_model(model)
-            condition |= Q(content_type=content_type, object_id__in=keys)
-        return tasks.filter(condition)
+        if self._condition is None:
+            self._condition = Q(content_type__isnull=True)
+            for model in self.visible_models():
+                content_type = content_types().get_for_model(model)
+                keys = self._object_keys(model)
+                self._condition |= Q(content_type=content_type, object_id__in=keys)
+        return tasks.filter(self._condition)
+
+    def _object_keys(self, model: type[Model]) -> Any:
+        """The keys of the objects the user may see: a list when there are few of them (the
+        database then looks each up in the object index instead of filtering every task row
+        by a subquery), else the subquery itself."""
+        model_admin = self.model_admin(model)
+        assert model_admin is not None
+        objects = model_admin.get_queryset(self.request).order_by()
+        if objects.db != routing.alias():
+            # Task rows live in another database: no subquery across databases.
+            return [str(pk) for pk in objects.values_list("pk", flat=True)]
+        keys = objects.values_list(object_key(model), flat=True)
+        few = list(keys[: MAX_LISTED_KEYS + 1])
+        return few if len(few) <= MAX_LISTED_KEYS else keys
 
     # -- one task: its object, asked one by one --------------------------------------------
 
