@@ -159,6 +159,10 @@ def test_dashboard_shows_no_hidden_task_log_or_reason(world):
         response = world.alice.get(url(page))
         assert response.status_code == 200
         assert_nothing_hidden(response.content)
+        counts = {count.status: count.count for count in response.context["counts"]}
+        # Mine, the public and the locked report's: the counts agree with the rows.
+        assert counts[Status.RUNNING] == 3 and counts[Status.UNSUCCESSFUL] == 3
+        assert len(response.context["running"]) == 3
     charts = world.alice.get(url("dashboard_live") + "?part=charts")
     assert_nothing_hidden(charts.content)
     assert "why public report" in charts.content.decode()  # what she may see is there
