@@ -45,6 +45,8 @@ CANCEL = "djangotasks.cancel_task"
 BATCH = 500
 # Up to this many visible objects of a model are listed in the task query; more: a subquery.
 MAX_LISTED_KEYS = 1000
+# The hex digits of each dash-separated group of str(uuid) (1-based, as SQL's SUBSTR).
+UUID_GROUPS = [(1, 8), (9, 4), (13, 4), (17, 4), (21, 12)]
 
 
 def target_admin(admin_site: AdminSite, model: type[Model]) -> ModelAdmin[Any] | None:
@@ -100,9 +102,6 @@ def object_id_collation() -> str:
             row = cursor.fetchone()
         _collations[alias] = str(row[0]) if row and row[0] else "utf8mb4_general_ci"
     return _collations[alias]
-
-
-UUID_GROUPS = [(1, 8), (9, 4), (13, 4), (17, 4), (21, 12)]
 
 
 def _decides_per_object(model_admin: ModelAdmin[Any]) -> bool:
