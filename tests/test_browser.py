@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.db import connections
@@ -32,8 +33,8 @@ ARGS = [
 SCREENSHOTS = Path(os.environ.get("DJANGOTASKS_SCREENSHOTS", "test-results"))
 
 
-@pytest.fixture
-def page(live_server, admin_user, monkeypatch) -> Iterator[object]:
+def logged_in(live_server: Any, username: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A Chromium page logged in to the admin as ``username`` (password "password")."""
     if not os.path.exists(CHROMIUM):
         pytest.skip("Debian's chromium is not installed")
     # Playwright's sync API runs an event loop in this thread; the test's own ORM calls
@@ -46,7 +47,7 @@ def page(live_server, admin_user, monkeypatch) -> Iterator[object]:
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.set_default_timeout(20_000)
         page.goto(f"{live_server.url}/admin/login/")
-        page.fill("#id_username", "admin")
+        page.fill("#id_username", username)
         page.fill("#id_password", "password")
         page.click("input[type=submit]")
         page.wait_for_url(f"{live_server.url}/admin/")
@@ -58,6 +59,11 @@ def page(live_server, admin_user, monkeypatch) -> Iterator[object]:
             # context-local: the ORM calls of the test opened a connection of their own,
             # which must not outlive the test (PostgreSQL refuses to drop the database).
             connections.close_all()
+
+
+@pytest.fixture
+def page(live_server, admin_user, monkeypatch) -> Iterator[object]:
+    yield from logged_in(live_server, "admin", monkeypatch)
 
 
 def test_run_watch_and_cancel_from_the_admin(page, live_server, daemon, tmp_path):

@@ -10,14 +10,12 @@ rule with Django's test client; the browser set-up is test_browser.py's.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from django.contrib.auth.models import Permission, User
-from django.db import connections
 from django.utils import timezone
 
 from djangotasks.models import Task, TaskLogChunk
@@ -25,7 +23,7 @@ from djangotasks.models.task import content_types
 from djangotasks.statuses import Status
 from tests.conftest import DaemonProcess, wait_status, wait_until
 from tests.models import Document, Report
-from tests.test_browser import ARGS, CHROMIUM, SCREENSHOTS
+from tests.test_browser import SCREENSHOTS, logged_in
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -47,25 +45,7 @@ def alice(transactional_db: None) -> User:
 
 @pytest.fixture
 def page(live_server: Any, alice: User, monkeypatch: pytest.MonkeyPatch) -> Iterator[Page]:
-    if not os.path.exists(CHROMIUM):
-        pytest.skip("Debian's chromium is not installed")
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's loop, sync ORM
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.set_default_timeout(20_000)
-        page.goto(f"{live_server.url}/admin/login/")
-        page.fill("#id_username", "alice")
-        page.fill("#id_password", "password")
-        page.click("input[type=submit]")
-        page.wait_for_url(f"{live_server.url}/admin/")
-        try:
-            yield page
-        finally:
-            browser.close()
-            connections.close_all()  # the test's own connection (see test_browser.py)
+    yield from logged_in(live_server, "alice", monkeypatch)
 
 
 def shot(page: Page, name: str) -> None:
