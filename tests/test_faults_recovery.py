@@ -165,9 +165,11 @@ def test_failed_starts_leak_nothing_and_the_task_starts_once_it_can(start_daemon
 
 def test_a_task_that_can_never_start_ends_clearly(start_daemon, tmp_path):
     flag = tmp_path / "refuse-starts"
-    flag.write_text("refuse")
     daemon = start_daemon(prelude=FAIL_STARTS.format(flag=str(flag)))
+    # Settled (its LISTEN connection, a first task served) before its descriptors count.
+    assert wait_status(Job.objects.create().hello().run()).status == Status.SUCCESSFUL
     before = open_descriptors(daemon.pid)
+    flag.write_text("refuse")
 
     task = wait_status(Job.objects.create().hello().run())
 
