@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from djangotasks import conf, task
 from djangotasks.checks import check_settings
+from djangotasks.daemon.linux import host_key
 from djangotasks.exceptions import InvalidTransition, UnknownTask
 from djangotasks.models import Task, Worker
 from djangotasks.models.task import live_key
@@ -165,7 +166,7 @@ def test_pid_written_into_a_scheduled_row_is_never_signalled(daemon, victim, tmp
 
 def test_pid_in_the_row_of_a_dead_daemon_is_never_signalled(start_daemon, victim):
     # The recovery at restart ends the dead daemon's tasks; it signals nothing it did not start.
-    dead = Worker.objects.create(hostname=os.uname().nodename, pid=2**22 + 1)
+    dead = Worker.objects.create(hostname=os.uname().nodename, pid=2**22 + 1, host_key=host_key())
     row = hand_made_row(
         Job.objects.create(),
         status=Status.RUNNING,

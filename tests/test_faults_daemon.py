@@ -88,7 +88,7 @@ def test_tasks_of_a_sigkilled_daemon_are_recovered_by_another_daemon(start_daemo
 
     wait_status(task, timeout=60)
     assert task.status == Status.UNSUCCESSFUL
-    assert task.reason.startswith(f"Worker lost: {lost} stopped sending heartbeats (last at ")
+    assert task.reason.startswith(f"Worker lost: {lost} stopped sending heartbeats (silent for ")
     assert not pid_alive(pid)
     lost.refresh_from_db()
     assert lost.stopped_at is not None
@@ -200,6 +200,47 @@ def test_frozen_daemon_declared_lost_kills_its_task_when_it_wakes(start_daemon, 
     # The woken daemon registered again and serves.
     wait_until(lambda: Worker.objects.filter(pid=victim.pid, stopped_at=None).exists())
     assert victim.popen.poll() is None
+
+
+def test_a_frozen_daemon_stops_its_task_before_the_next_attempt_starts_elsewhere(
+    start_daemon, fault
+):
+    # SIGSTOP stands for a daemon cut off from the database or hung in a query: it cannot
+    # renew its heartbeat. Its lease watchdog kills the task before any other daemon may
+    # declare it lost, so the retry started elsewhere never overlaps the first attempt.
+    timings = {"DJANGOTASKS_HEARTBEAT": "0.5", "DJANGOTASKS_WORKER_TIMEOUT": "3"}
+    victim = start_daemon(**timings)
+    first = fault.survivor().run()
+    _attempt, pid, _overlap = wait_until(lambda: read_pids(fault.path))  # "1 <pid> 0"
+    start_daemon(**timings)
+    lost = victim.worker
+
+    freeze(victim)
+    try:
+        second = wait_until(lambda: _finished_attempt(fault, 2), timeout=60)
+        # Killed while its daemon is still frozen: by the watchdog, not by the daemon.
+        assert not pid_alive(pid)
+    finally:
+        victim.popen.send_signal(signal.SIGCONT)
+
+    assert second.status == Status.SUCCESSFUL, second.reason
+    attempts = [line.split() for line in Path(fault.path).read_text().splitlines()]
+    # Attempt, pid, and whether an earlier attempt's process was still alive: never.
+    assert [(a, overlap) for a, _pid, overlap in attempts] == [("1", "0"), ("2", "0")]
+    assert "the daemon's lease ran out" in victim.log
+    first.refresh_from_db()
+    assert first.status == Status.UNSUCCESSFUL
+    assert first.reason.startswith(f"Worker lost: {lost} stopped sending heartbeats")
+    # Awake again, the fenced daemon registers anew and leaves the recorded outcome alone.
+    wait_until(lambda: "was declared lost" in victim.log)
+    wait_until(lambda: Worker.objects.filter(pid=victim.pid, stopped_at=None).exists())
+    first.refresh_from_db()
+    assert first.reason.startswith(f"Worker lost: {lost} stopped sending heartbeats")
+
+
+def _finished_attempt(fault: Fault, number: int) -> Task | None:
+    current = fault.survivor()
+    return current if current.attempt == number and current.is_finished() else None
 
 
 # -- SIGTERM -----------------------------------------------------------------------------

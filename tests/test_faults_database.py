@@ -19,7 +19,7 @@ import pytest
 from django.db import connections
 
 from djangotasks.statuses import Status
-from tests.conftest import wait_status, wait_until
+from tests.conftest import pid_alive, wait_status, wait_until
 from tests.faulty import Fault
 from tests.models import Job
 
@@ -97,7 +97,9 @@ def outage(seconds: float = OUTAGE) -> Iterator[None]:
 def test_database_outage_while_tasks_run_loses_no_output_and_records_the_end(
     start_daemon, tmp_path
 ):
-    daemon = start_daemon()
+    # Running tasks survive an outage shorter than the daemon's lease (WORKER_TIMEOUT minus
+    # one heartbeat interval): 60 s here, for a 30 s outage.
+    daemon = start_daemon(DJANGOTASKS_WORKER_TIMEOUT="60")
     printer = Fault.objects.create(count=450, seconds=0.1)  # 45 s of output, across the outage
     sleeper = Job.objects.create(seconds=5, path=str(tmp_path / "pid"))  # ends during it
     printing = printer.steady().run()
@@ -118,6 +120,33 @@ def test_database_outage_while_tasks_run_loses_no_output_and_records_the_end(
     assert daemon.log.count("database unavailable") == 1, daemon.log
     hello = wait_status(Job.objects.create().hello().run(), timeout=60)
     assert hello.status == Status.SUCCESSFUL, hello.reason
+
+
+def test_database_outage_longer_than_the_lease_stops_the_tasks_and_records_why(
+    start_daemon, tmp_path
+):
+    # The trade-off of the lease: the daemon cannot tell an outage from a partition, in
+    # which other daemons may take its tasks over after WORKER_TIMEOUT. So when it has not
+    # recorded a heartbeat for its lease, it stops its tasks; what happened is recorded as
+    # soon as the database is back (and a task that allows retries is retried).
+    daemon = start_daemon(DJANGOTASKS_WORKER_TIMEOUT="6")  # a lease of 5 s, heartbeat 1 s
+    job = Job.objects.create(seconds=600, path=str(tmp_path / "pid"))
+    task = job.sleep().run()
+    wait_until(lambda: Path(job.path).exists())
+    pid = int(Path(job.path).read_text())
+    worker = daemon.worker
+
+    with outage(seconds=15):
+        wait_until(lambda: not pid_alive(pid), timeout=15)
+
+    wait_status(task, timeout=60)
+    assert task.status == Status.UNSUCCESSFUL
+    assert task.reason.startswith(f"Worker lost: {worker} could not record a heartbeat for ")
+    assert "lease" in daemon.log
+    # Nobody else declared it lost: it goes on serving as the same worker.
+    hello = wait_status(Job.objects.create().hello().run(), timeout=60)
+    assert hello.status == Status.SUCCESSFUL, hello.reason
+    assert hello.worker_id == worker.pk
 
 
 def test_database_outage_while_idle_is_survived(start_daemon):

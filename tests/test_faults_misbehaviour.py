@@ -198,9 +198,9 @@ def test_200_mb_of_output_is_capped_and_the_daemon_keeps_serving(daemon, fault):
 
 def test_silent_task_is_neither_lost_nor_stopped(start_daemon, fault):
     # A task may print nothing for hours: silence is not death. With heartbeats every 0.2 s
-    # and a 1 s worker timeout, a second daemon would recover the task if the first one's
+    # and a 1.5 s worker timeout, a second daemon would recover the task if the first one's
     # liveness depended on the task's output.
-    env = {"DJANGOTASKS_HEARTBEAT": "0.2", "DJANGOTASKS_WORKER_TIMEOUT": "1"}
+    env = {"DJANGOTASKS_HEARTBEAT": "0.2", "DJANGOTASKS_WORKER_TIMEOUT": "1.5"}
     start_daemon(**env)
     start_daemon(**env)
     fault.seconds = 600

@@ -15,6 +15,7 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from django.urls import reverse
 
+from djangotasks.daemon.linux import host_key
 from djangotasks.models import Task, Worker, transitions
 from djangotasks.statuses import Status
 from tests.conftest import wait_status, wait_until
@@ -199,7 +200,7 @@ def test_a_task_claimed_just_before_a_database_error_is_run_once(start_daemon, t
 def test_a_worker_row_with_a_pid_that_names_a_group_is_recovered_not_signalled(start_daemon, pid):
     # os.kill(0, 0) and os.kill(-1, 0) succeed (they address process groups), so such a
     # row, written by hand, looked alive to a restarted daemon, which did not recover it.
-    lost = Worker.objects.create(hostname=socket.gethostname(), pid=pid)
+    lost = Worker.objects.create(hostname=socket.gethostname(), pid=pid, host_key=host_key())
     task = Job.objects.create().hello().run()
     Task.objects.filter(pk=task.pk).update(status=Status.RUNNING, worker=lost)
 

@@ -106,6 +106,7 @@ def live_context(model_admin: TaskAdmin, request: HttpRequest) -> dict[str, Any]
         "list[WithAnnotations[Worker, RunningCount]]",
         list(
             Worker.objects.filter(stopped_at__isnull=True)
+            .with_silence()
             .annotate(running=Count("tasks", filter=Q(tasks__status__in=ACTIVE)))
             .order_by("-last_seen")[:WORKER_LIMIT]
         ),

@@ -397,9 +397,11 @@ def refused(count: int) -> str:
 class WorkerAdmin(_WorkerModelAdmin):
     """The daemons, as their heartbeats recorded them. Read-only."""
 
-    list_display = ["__str__", "mode", "capacity", "started_at", "last_seen", "stopped_at"]
+    list_display = [
+        "__str__", "mode", "capacity", "started_at", "last_seen", "stopped_at", "host_key"
+    ]  # fmt: skip
     list_filter = ["mode", ("last_seen", admin.DateFieldListFilter)]
-    search_fields = ["hostname", "=pid"]
+    search_fields = ["hostname", "=pid", "host_key"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -28,11 +28,13 @@ from django.utils import timezone
 
 from djangotasks import conf, dberrors, notify, routing
 from djangotasks.daemon import linux
+from djangotasks.daemon.lease import Watchdog, lease_seconds
 from djangotasks.daemon.logwriter import LogWriter
-from djangotasks.daemon.process import TaskProcess
+from djangotasks.daemon.process import TaskProcess, describe_exit
 from djangotasks.daemon.queue import Queue
 from djangotasks.daemon.wakeups import WakeUps
 from djangotasks.models import Worker, recovery, transitions
+from djangotasks.models.clock import DatabaseClock
 from djangotasks.statuses import Status
 
 logger = logging.getLogger("djangotasks")
@@ -94,7 +96,16 @@ class Daemon(WakeUps, Queue):
         self.db_down_since: float | None = None
         self.db_retry_at = 0.0
         self.db_backoff = 0.5
-        self.db_ok_since = now
+        # The lease (see lease.py): until when our tasks may run without a new heartbeat.
+        self.lease = lease_seconds(self.settings.WORKER_TIMEOUT, self.settings.HEARTBEAT_INTERVAL)
+        self.lease_end = now + self.lease
+        self.lease_lost = False  # logged once per loss
+        self.watchdog = Watchdog()
+        # Since when heartbeats have gone through at their interval without a gap: only
+        # after WORKER_TIMEOUT of such contact may we judge others' silence (right after an
+        # outage everybody's last heartbeat is old).
+        self.contact_since = now
+        self.last_beat_sent = now
         self.wakeup_r, self.wakeup_w = os.pipe()
         os.set_blocking(self.wakeup_r, False)
         os.set_blocking(self.wakeup_w, False)
@@ -140,6 +151,9 @@ class Daemon(WakeUps, Queue):
             signal.signal(signal.SIGCHLD, lambda *_: None)
             signal.set_wakeup_fd(self.wakeup_w)
             linux.become_subreaper()
+            # Forked before any task, so its only child is none of theirs; never in thread
+            # mode (forking a threaded web process): there the loop alone keeps the lease.
+            self.watchdog.start()
         self._register()
         self._open_wakeup_channel()
         logger.info(
@@ -149,24 +163,42 @@ class Daemon(WakeUps, Queue):
         )  # fmt: skip
 
     def _register(self) -> None:
-        # A daemon restarted on this host recovers its dead predecessor at once rather than
-        # after WORKER_TIMEOUT.
+        """Record this start of the daemon: a new row, its identity until it stops."""
+        sent_at = time.monotonic()
+        host_key = linux.host_key()
         self.worker = Worker.objects.create(
             hostname=socket.gethostname(),
             pid=os.getpid(),
+            host_key=host_key,
+            beat=DatabaseClock(),
             capacity=self.capacity,
             mode="thread" if self.thread_mode else "daemon",
         )
-        for other in Worker.objects.filter(hostname=self.worker.hostname, stopped_at=None).exclude(
+        self.worker.refresh_from_db(fields=["beat"])
+        self._renewed(sent_at)
+        self.contact_since = sent_at
+        if host_key:
+            self._recover_predecessors(host_key)
+
+    def _recover_predecessors(self, host_key: str) -> None:
+        """A daemon restarted on this machine, in this pid namespace, recovers its dead
+        predecessors at once rather than after WORKER_TIMEOUT. Only there does a pid mean
+        the same process: another container or machine may use the same host name and pid.
+        """
+        assert self.worker is not None
+        others = Worker.objects.filter(host_key=host_key, stopped_at=None).exclude(
             pk=self.worker.pk
-        ):
-            if not _pid_alive(other.pid):
-                if Worker.objects.filter(pk=other.pk, stopped_at=None).update(
-                    stopped_at=timezone.now()
-                ):
-                    recovery.end_tasks_of(
-                        other, f"Worker lost: {other} is no longer running (found at restart)."
-                    )
+        )
+        for other in others:
+            # Our own pid in another row: that daemon is gone (we have its pid now).
+            if other.pid != os.getpid() and _pid_alive(other.pid):
+                continue
+            if Worker.objects.filter(pk=other.pk, stopped_at=None).update(
+                stopped_at=timezone.now()
+            ):
+                recovery.end_tasks_of(
+                    other, f"Worker lost: {other} is no longer running (found at restart)."
+                )
 
     def _done(self) -> bool:
         if self.stop_event.is_set() and not self.stopping:
@@ -207,6 +239,7 @@ class Daemon(WakeUps, Queue):
     def _teardown(self) -> None:
         for proc in list(self.processes.values()):
             proc.signal_group(signal.SIGKILL)
+        self._stop_watchdog()
         if self.db_down_since is None:
             try:
                 self.logs.flush()
@@ -230,6 +263,8 @@ class Daemon(WakeUps, Queue):
     def _timeout(self) -> float:
         now = time.monotonic()
         deadlines = [self.next_heartbeat, self.next_maintenance]
+        if self.processes and not self.lease_lost:
+            deadlines.append(self.lease_end)
         if self.db_down_since is not None:
             deadlines.append(self.db_retry_at)
         else:
@@ -261,7 +296,9 @@ class Daemon(WakeUps, Queue):
 
     def _tick(self) -> None:
         now = time.monotonic()
+        self._keep_lease(now)
         self._reap()
+        self._update_watchdog()
         self._enforce_limits(now)
         if self.next_due is not None and now >= self.next_due:
             self.next_due = None
@@ -280,7 +317,6 @@ class Daemon(WakeUps, Queue):
                 )
                 self.db_down_since = None
                 self.db_backoff = 0.5
-                self.db_ok_since = time.monotonic()
 
     def _database_work(self, now: float) -> None:
         if self.watcher is not None and now >= self._next_watch(now):
@@ -333,16 +369,19 @@ class Daemon(WakeUps, Queue):
         # A claim may have committed just before the error, with no process started for it.
         self.phantoms_needed = self.worker is not None
         self.db_retry_at = now + self.db_backoff
-        self.db_backoff = min(self.db_backoff * 2, MAX_DB_BACKOFF)
+        # At least once per heartbeat interval: the lease is renewed as soon as it can be.
+        ceiling = min(MAX_DB_BACKOFF, self.settings.HEARTBEAT_INTERVAL)
+        self.db_backoff = min(self.db_backoff * 2, ceiling)
 
     # -- heartbeats and recovery ---------------------------------------------------------
 
     def _heartbeat(self) -> None:
+        """Renew our heartbeat (and with it the lease), then judge the others' silence."""
         assert self.worker is not None
-        now = time.monotonic()
-        self.next_heartbeat = now + self.settings.HEARTBEAT_INTERVAL
+        sent_at = time.monotonic()
+        self.next_heartbeat = sent_at + self.settings.HEARTBEAT_INTERVAL
         alive = Worker.objects.filter(pk=self.worker.pk, stopped_at__isnull=True).update(
-            last_seen=timezone.now()
+            beat=DatabaseClock(), last_seen=timezone.now()
         )
         if not alive:
             # Another daemon declared us lost and ended our tasks: their processes must not
@@ -352,6 +391,65 @@ class Daemon(WakeUps, Queue):
             for proc in self.processes.values():
                 self._kill(proc, "Worker lost.", Status.UNSUCCESSFUL, grace=0)
             self._register()
+            return
+        if sent_at - self.last_beat_sent > 2 * self.settings.HEARTBEAT_INTERVAL:
+            self.contact_since = sent_at  # a gap: the others may have had one too
+        self._renewed(sent_at)
+        # Checked at every heartbeat: a lost daemon is found within WORKER_TIMEOUT plus one
+        # heartbeat interval (one indexed query when nobody is lost).
+        if sent_at - self.contact_since >= self.settings.WORKER_TIMEOUT:
+            if recovery.recover_lost_workers():
+                self.look_needed = True
+
+    def _renewed(self, sent_at: float) -> None:
+        """A heartbeat sent at ``sent_at`` (monotonic) was recorded: the lease runs from then."""
+        self.last_beat_sent = sent_at
+        self.lease_end = sent_at + self.lease
+        if self.lease_lost:
+            logger.warning("taskd %s: heartbeat recorded again; taking work again", self.worker)
+        self.lease_lost = False
+        self._update_watchdog()
+
+    def _keep_lease(self, now: float) -> None:
+        """Stop our tasks once the lease has run out: before anyone may declare us lost."""
+        if now < self.lease_end or self.lease_lost:
+            return
+        self.lease_lost = True
+        silent = now - self.last_beat_sent
+        running = [proc for proc in self.processes.values() if not proc.exited]
+        logger.error(
+            "taskd %s: no heartbeat recorded for %.0f s (lease %.0f s); stopping %d task(s) "
+            "so that no other daemon runs them a second time",
+            self.worker, silent, self.lease, len(running),
+        )  # fmt: skip
+        reason = (
+            f"Worker lost: {self.worker} could not record a heartbeat for {silent:.0f} s and "
+            f"stopped its task before another daemon could take it over."
+        )
+        for proc in running:
+            self._kill(proc, reason, Status.UNSUCCESSFUL, grace=0)
+
+    def _update_watchdog(self) -> None:
+        groups = tuple(sorted(pid for pid, proc in self.processes.items() if not proc.exited))
+        self.watchdog.update(self.lease_end, groups)
+
+    def _watchdog_exited(self, status: int) -> None:
+        """The watchdog died (killed by someone): start another, unless we are stopping."""
+        self.watchdog.exited()
+        if not self.stopping:
+            logger.warning("taskd: the lease watchdog ended (%s); starting another",
+                           describe_exit(status)[1] or "exit 0")  # fmt: skip
+            self.watchdog.start()
+            self._update_watchdog()
+
+    def _stop_watchdog(self) -> None:
+        pid = self.watchdog.pid
+        self.watchdog.close()
+        if pid is not None:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            self.watchdog.pid = None
 
     def _maintenance(self) -> None:
         now = time.monotonic()
@@ -363,10 +461,6 @@ class Daemon(WakeUps, Queue):
         self.next_maintenance = now + max(self.settings.WORKER_TIMEOUT / 2, 1.0)
         if self.listener is None and self.db.vendor == "postgresql":
             self._open_wakeup_channel()
-        # Right after an outage every daemon's heartbeat is stale: give them time to beat.
-        if now - self.db_ok_since >= self.settings.WORKER_TIMEOUT:
-            if recovery.recover_lost_workers():
-                self.look_needed = True
         transitions.fail_orphaned_dependents()
         self._end_phantoms()
         if self.processes:

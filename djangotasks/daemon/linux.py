@@ -155,3 +155,21 @@ class FileWrites:
 
     def close(self) -> None:
         os.close(self._fd)
+
+
+def host_key() -> str:
+    """Which machine and pid namespace this process runs in: "<boot id>/<pid namespace>".
+
+    Two processes with the same key can test each other's pids with kill(pid, 0); with
+    different keys a pid means nothing to the other (another container, another machine,
+    the same machine after a reboot), even when the host names are the same. "" where
+    unknown (not Linux, /proc not mounted): no pid is then trusted.
+    """
+    try:
+        boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        namespace = os.stat("/proc/self/ns/pid")
+    except OSError:
+        return ""
+    if not boot_id:
+        return ""
+    return f"{boot_id}/{namespace.st_dev}:{namespace.st_ino}"

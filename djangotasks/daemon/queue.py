@@ -39,6 +39,7 @@ class Queue(Supervision):
     claim_paused_until: float
     start_failures: dict[int, int]
     unsaved_pids: dict[int, int]
+    lease_lost: bool
 
     def _has_channel(self) -> bool:
         raise NotImplementedError
@@ -58,7 +59,7 @@ class Queue(Supervision):
         if not (self.look_needed or polled):
             return
         free = self.capacity - len(self.processes)
-        if self.stopping or free <= 0 or now < self.claim_paused_until:
+        if self.stopping or free <= 0 or now < self.claim_paused_until or self.lease_lost:
             return
         if polled and not self.look_needed:
             # A plain poll with nothing due costs one cheap query, not a transaction.

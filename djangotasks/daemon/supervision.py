@@ -34,6 +34,7 @@ from djangotasks.untrusted import clean_text
 
 if TYPE_CHECKING:
     from djangotasks.conf import TaskSettings
+    from djangotasks.daemon.lease import Watchdog
     from djangotasks.daemon.logwriter import LogWriter
     from djangotasks.models import Worker
     from djangotasks.notify import PostgresListener
@@ -59,6 +60,10 @@ class Supervision(TaskMessages):
     look_needed: bool
     stopping: bool
     shutdown_deadline: float | None
+    watchdog: Watchdog
+
+    def _watchdog_exited(self, status: int) -> None:
+        raise NotImplementedError
 
     def _start(self, task: Task) -> TaskProcess:
         """Start ``task``'s process; ``OSError`` if it cannot be started (nothing is left open)."""
@@ -143,6 +148,8 @@ class Supervision(TaskMessages):
             reaped = True
             if pid in self.processes:
                 self._contained(self.processes[pid], self._exited, self.processes[pid], status)
+            elif pid == self.watchdog.pid:
+                self._watchdog_exited(status)
         if reaped:
             self._kill_orphans()
 
@@ -152,12 +159,13 @@ class Supervision(TaskMessages):
         A task process is a subreaper, so while it runs its descendants stay in its tree,
         even those that left its process group with setsid() (forked with or without exec).
         Only when it exits are they reparented to us, the next subreaper up. A child of the
-        daemon that is not a task process is therefore always what an ended task left.
+        daemon that is neither a task process nor the lease watchdog is therefore always what an
+        ended task left.
         Their own orphans come to us in turn when they die, and are killed on the next reap.
         """
         own_group = os.getpgrp()
         for pid in linux.children(os.getpid()):
-            if pid in self.processes:
+            if pid in self.processes or pid == self.watchdog.pid:
                 continue
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 group = os.getpgid(pid)

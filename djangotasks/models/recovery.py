@@ -82,14 +82,12 @@ def recover_lost_workers(reason_prefix: str = "Worker lost") -> int:
     """Fence off daemons that stopped beating and end (or retry) the tasks they owned."""
     recovered = 0
     now = timezone.now()
-    for worker in Worker.objects.lost():
-        # Conditional on the heartbeat we read: a daemon that beats again meanwhile stays.
-        fenced = Worker.objects.filter(
-            pk=worker.pk, stopped_at__isnull=True, last_seen=worker.last_seen
-        ).update(stopped_at=now)
+    for worker in Worker.objects.lost().with_silence():
+        # Conditional on still being lost: a daemon that beats again meanwhile stays.
+        fenced = Worker.objects.lost().filter(pk=worker.pk).update(stopped_at=now)
         if fenced:
-            last = f"{worker.last_seen:%Y-%m-%d %H:%M:%S}"
-            reason = f"{reason_prefix}: {worker} stopped sending heartbeats (last at {last})."
+            silent = f"{worker.silence.total_seconds():.0f} s"
+            reason = f"{reason_prefix}: {worker} stopped sending heartbeats (silent for {silent})."
             recovered += end_tasks_of(worker, reason)
     # Running tasks whose worker row was deleted, or whose worker has stopped (a daemon that
     # crashed out of its loop, a row edited by hand), have nobody to finish them either.

@@ -187,6 +187,10 @@ def claim(worker: Worker, limit: int) -> list[Task]:
         # of output): a plain read first keeps them from queueing writers for nothing.
         return []
     with routing.atomic():
+        # Our row, locked: a daemon declared lost (fenced by another) claims nothing more,
+        # and one that fences us waits until this claim is committed, then ends it too.
+        if not Worker.objects.select_for_update().filter(pk=worker.pk, stopped_at=None).exists():
+            return []
         candidates = Task.objects.claimable(now).order_by("-priority", "id")
         if connection.features.has_select_for_update_skip_locked:
             # Two daemons skip each other's rows instead of queueing behind them.

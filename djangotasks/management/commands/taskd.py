@@ -84,15 +84,17 @@ class Command(BaseCommand):
         local = control.running_pid(pidfile)
         state = f"running, pid {local}" if local else "not running"
         self.stdout.write(f"local daemon: {state} ({pidfile})")
-        workers = list(Worker.objects.alive().order_by("hostname", "pid"))
+        workers = list(Worker.objects.alive().with_silence().order_by("hostname", "pid"))
         self.stdout.write(f"daemons alive: {len(workers)}")
         now = timezone.now()
         for worker in workers:
             running = list(Task.objects.running().filter(worker=worker).order_by("start_date"))
-            seen = (now - worker.last_seen).total_seconds()
+            # Judged by the database's clock, as the daemons judge each other.
+            seen = worker.silence.total_seconds()
             self.stdout.write(
                 f"  {worker} ({worker.mode}) up {_age(now - worker.started_at)}, "
-                f"heartbeat {seen:.0f} s ago, running {len(running)}/{worker.capacity}"
+                f"heartbeat {seen:.0f} s ago, running {len(running)}/{worker.capacity}, "
+                f"worker #{worker.pk}, machine/pid namespace {worker.host_key or 'unknown'}"
             )
             for task in running:
                 progress = task.progress
