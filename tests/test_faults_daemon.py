@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
+from djangotasks.daemon import linux
 from djangotasks.models import Task, Worker
 from djangotasks.statuses import Status
 from tests.conftest import DaemonProcess, pid_alive, wait_status, wait_until
@@ -236,6 +237,30 @@ def test_a_frozen_daemon_stops_its_task_before_the_next_attempt_starts_elsewhere
     wait_until(lambda: Worker.objects.filter(pid=victim.pid, stopped_at=None).exists())
     first.refresh_from_db()
     assert first.reason.startswith(f"Worker lost: {lost} stopped sending heartbeats")
+
+
+def test_a_killed_lease_watchdog_is_replaced_and_tasks_run_on(start_daemon, tmp_path):
+    daemon = start_daemon()
+    job = Job.objects.create(seconds=600, path=str(tmp_path / "pid"))
+    task = job.sleep().run()
+    (pid,) = wait_until(lambda: read_pids(job.path))
+    # The daemon's children: its task process and the watchdog, nothing else.
+    (watchdog,) = [child for child in linux.children(daemon.pid) if child != pid]
+
+    os.kill(watchdog, signal.SIGKILL)
+
+    wait_until(lambda: "the lease watchdog ended (Killed by SIGKILL.); starting another"
+               in daemon.log)  # fmt: skip
+    (replacement,) = wait_until(
+        lambda: [child for child in linux.children(daemon.pid) if child not in (pid, watchdog)]
+    )
+    assert pid_alive(replacement)
+    task.refresh_from_db()
+    assert task.status == Status.RUNNING and pid_alive(pid)
+    hello = wait_status(Job.objects.create().hello().run())
+    assert hello.status == Status.SUCCESSFUL, hello.reason
+    task.cancel()
+    assert wait_status(task).status == Status.CANCELLED
 
 
 def _finished_attempt(fault: Fault, number: int) -> Task | None:

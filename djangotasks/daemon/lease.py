@@ -95,7 +95,11 @@ def _run(read_fd: int) -> None:  # pragma: no cover - runs in the watchdog proce
     # connection alive on the server, a pipe would hide a task's end of output.
     os.closerange(3, read_fd)
     os.closerange(read_fd + 1, os.sysconf("SC_OPEN_MAX"))
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the daemon's group may get a ^C
+    # The daemon's handlers and wake-up pipe came with the fork: not ours. A ^C reaches the
+    # daemon's whole group; the daemon decides, and closes our pipe when it is done.
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     lease_end: float | None = None
     groups: list[int] = []

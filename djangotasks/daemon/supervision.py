@@ -159,9 +159,9 @@ class Supervision(TaskMessages):
         A task process is a subreaper, so while it runs its descendants stay in its tree,
         even those that left its process group with setsid() (forked with or without exec).
         Only when it exits are they reparented to us, the next subreaper up. A child of the
-        daemon that is neither a task process nor the lease watchdog is therefore always what an
-        ended task left.
-        Their own orphans come to us in turn when they die, and are killed on the next reap.
+        daemon that is neither a task process nor the lease watchdog is therefore always
+        what an ended task left. Their own orphans come to us in turn when they die, and are
+        killed on the next reap.
         """
         own_group = os.getpgrp()
         for pid in linux.children(os.getpid()):
