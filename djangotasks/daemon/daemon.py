@@ -406,7 +406,7 @@ class Daemon(WakeUps, Queue):
         self.last_beat_sent = sent_at
         self.lease_end = sent_at + self.lease
         if self.lease_lost:
-            logger.warning("taskd %s: heartbeat recorded again; taking work again", self.worker)
+            logger.info("taskd %s: heartbeat recorded again; taking work again", self.worker)
         self.lease_lost = False
         self._update_watchdog()
 
@@ -414,9 +414,11 @@ class Daemon(WakeUps, Queue):
         """Stop our tasks once the lease has run out: before anyone may declare us lost."""
         if now < self.lease_end or self.lease_lost:
             return
-        self.lease_lost = True
+        self.lease_lost = True  # and claims nothing until a heartbeat is recorded again
         silent = now - self.last_beat_sent
         running = [proc for proc in self.processes.values() if not proc.exited]
+        if not running:
+            return
         logger.error(
             "taskd %s: no heartbeat recorded for %.0f s (lease %.0f s); stopping %d task(s) "
             "so that no other daemon runs them a second time",
@@ -434,13 +436,17 @@ class Daemon(WakeUps, Queue):
         self.watchdog.update(self.lease_end, groups)
 
     def _watchdog_exited(self, status: int) -> None:
-        """The watchdog died (killed by someone): start another, unless we are stopping."""
+        """The watchdog died (killed by someone): start another at once."""
         self.watchdog.exited()
-        if not self.stopping:
-            logger.warning("taskd: the lease watchdog ended (%s); starting another",
-                           describe_exit(status)[1] or "exit 0")  # fmt: skip
+        logger.warning("taskd: the lease watchdog ended (%s); starting another",
+                       describe_exit(status)[1] or "exit 0")  # fmt: skip
+        try:
             self.watchdog.start()
-            self._update_watchdog()
+        except OSError as exc:  # fork refused (a pid limit, no memory)
+            logger.error("taskd: could not start a lease watchdog (%s); the loop alone keeps "
+                         "the lease", exc)  # fmt: skip
+            return
+        self._update_watchdog()
 
     def _stop_watchdog(self) -> None:
         pid = self.watchdog.pid
