@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Debian packages the test suite needs: the MySQL client headers (mysqlclient has no Linux
-# wheel, pip compiles it) and Chromium for the browser tests. Installs only what is missing,
-# and only as root on a Debian-like system; anywhere else it says what is missing and goes on.
+# wheel, pip compiles it), Chromium for the browser tests, and for the many-hosts tests
+# (tests/hosts.py) `ip` and `unshare` to build hosts from namespaces and faketime to skew a
+# host's clock. Installs only what is missing, and only as root on a Debian-like system;
+# anywhere else it says what is missing and goes on.
 set -euo pipefail
 
 missing=()
@@ -14,6 +16,9 @@ fi
 if [[ "${DJANGOTASKS_NO_CHROMIUM:-}" != 1 ]] && ! command -v chromium >/dev/null 2>&1; then
     missing+=(chromium)
 fi
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
+command -v faketime >/dev/null 2>&1 || missing+=(faketime)
 
 if [[ ${#missing[@]} -eq 0 ]]; then
     exit 0
