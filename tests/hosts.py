@@ -502,18 +502,23 @@ class Host:
             env["FAKETIME"] = self.faketime
         return env
 
-    def start_daemon(self, concurrency: int = 4, wait: bool = True, **env: str) -> Daemon:
+    def start_daemon(
+        self, concurrency: int = 4, wait: bool = True, as_pid1: bool = True, **env: str
+    ) -> Daemon:
         """Start ``taskd run`` as pid 1 of a new pid namespace on this host.
 
         ``env``: e.g. DJANGOTASKS_HEARTBEAT, DJANGOTASKS_WORKER_TIMEOUT. With ``wait``, return
-        once a worker row with this host's name more than before exists.
+        once a worker row with this host's name more than before exists. ``as_pid1=False``:
+        a shell is pid 1 and the daemon its child, pid 2 (a container with an init shim).
         """
         n = len(self.daemons) + 1
         log_path = self.directory / f"taskd-{n}.log"
         pidfile = self.directory / f"taskd-{n}.pid"
+        # "; exit": a shell must not exec its last command in place of itself.
+        shim = [] if as_pid1 else ["sh", "-c", '"$@"; exit $?', "sh"]
         argv = [
             *self._prefix("--pid", "--fork", "--mount-proc", "--kill-child"),
-            sys.executable, "-c", DAEMON_CODE, str(pidfile), str(concurrency),
+            *shim, sys.executable, "-c", DAEMON_CODE, str(pidfile), str(concurrency),
         ]  # fmt: skip
         before = self.workers().count()
         with open(log_path, "wb") as log:

@@ -37,18 +37,35 @@ def database_clock_ms() -> int:
     return worker.beat
 
 
+# How to read and restore the session's time zone, which outlives the test's transaction.
+SESSION_ZONE = {
+    "postgresql": ("SHOW TIME ZONE", "SET TIME ZONE %s"),
+    "mysql": ("SELECT @@session.time_zone", "SET time_zone = %s"),
+}
+
+
 @pytest.mark.django_db
 def test_the_database_clock_is_utc_milliseconds_whatever_the_session_time_zone():
     statements = SESSION_ZONES[connection.vendor]
     readings = []
-    for statement in [None, *statements]:
-        if statement is not None:
+    show, restore = SESSION_ZONE.get(connection.vendor, ("", ""))
+    if show:
+        with connection.cursor() as cursor:
+            cursor.execute(show)
+            (original,) = cursor.fetchone()
+    try:
+        for statement in [None, *statements]:
+            if statement is not None:
+                with connection.cursor() as cursor:
+                    cursor.execute(statement)
+            before = time.time() * 1000
+            reading = database_clock_ms()
+            after = time.time() * 1000
+            readings.append((before, reading, after))
+    finally:
+        if show:
             with connection.cursor() as cursor:
-                cursor.execute(statement)
-        before = time.time() * 1000
-        reading = database_clock_ms()
-        after = time.time() * 1000
-        readings.append((before, reading, after))
+                cursor.execute(restore, [original])
     for before, reading, after in readings:
         # The server runs on this machine: its clock is ours. A time zone mistake is off by
         # whole quarter hours at least; a second covers the rounding of the readings.

@@ -280,6 +280,28 @@ def test_hosts_with_the_same_hostname_and_pid_do_not_fence_each_other(
     assert all(d.running() for h in twins for d in h.daemons)
 
 
+def test_a_restarting_twin_leaves_the_other_twins_tasks_alone(
+    cluster: Cluster, hosts: Callable[..., Host]
+) -> None:
+    # The busy twin's daemon is not pid 1 of its namespace (an init shim is); the starting
+    # one's namespace has no such pid when it registers. Taking "same host name, pid not
+    # running here" for a dead predecessor killed the busy twin's task.
+    settings = fast(4, 0.5)
+    busy, starting = hosts("twin"), hosts("twin")
+    busy.start_daemon(concurrency=1, as_pid1=False, **settings)
+    path = cluster.shared / "twin"
+    (task_id,) = create(busy, "hosts_tick", path, seconds=8)
+    wait_for(first_record(path, "start"))
+
+    starting.start_daemon(concurrency=1, **settings)
+
+    task = finished(task_id, timeout=60)
+    assert task.status == Status.SUCCESSFUL, task.reason
+    rows = sorted(workers().filter(hostname="twin").values_list("pid", "stopped_at"))
+    assert len(rows) == 2 and rows[0] == (1, None), rows
+    assert rows[1][0] > 1 and rows[1][1] is None, rows
+
+
 def test_a_host_whose_clock_is_a_minute_ahead_declares_nobody_lost(
     cluster: Cluster, hosts: Callable[..., Host]
 ) -> None:
