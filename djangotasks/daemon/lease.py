@@ -107,7 +107,8 @@ def _run(read_fd: int) -> None:  # pragma: no cover - runs in the watchdog proce
     while True:
         timeout = None if lease_end is None or not groups else lease_end - time.monotonic()
         if timeout is not None and timeout <= 0:
-            os.write(2, _expired_message(groups))
+            with contextlib.suppress(OSError):  # a closed stderr must not stop the kill
+                os.write(2, _expired_message(groups))
             for group in groups:
                 with contextlib.suppress(OSError):
                     os.killpg(group, signal.SIGKILL)
@@ -123,6 +124,8 @@ def _run(read_fd: int) -> None:  # pragma: no cover - runs in the watchdog proce
         *lines, buffer = buffer.split(b"\n")
         if lines:
             lease_end, groups = _parse(lines[-1])
+        if len(buffer) > _MAX_MESSAGE:
+            buffer = b""  # no line of the daemon's is that long: junk from a task
 
 
 def _parse(line: bytes) -> tuple[float | None, list[int]]:
