@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django_htmx.http import HTMX_STOP_POLLING
 
-from djangotasks.models import Task, TaskLogChunk
+from djangotasks.models import Task, TaskLogChunk, Worker
 from djangotasks.models.task import live_key
 from djangotasks.statuses import Status
 from djangotasks.templatetags.djangotasks_admin import short_date
@@ -465,3 +465,16 @@ def test_dashboard_entry_needs_the_view_task_permission():
     assert f'<a href="{entry}"' not in outsider.get(reverse("admin:index")).content.decode()
     assert outsider.get(entry).status_code == 403
     assert outsider.get(url("dashboard")).status_code == 403
+
+
+def test_worker_list_tells_machines_and_pid_namespaces_apart(admin_client):
+    # Containers share host names and pids: the list shows which machine and pid namespace
+    # each daemon ran in, short, with the whole key in the title.
+    key = "2724710f-3b18-48a8-9482-cf92a88bd96b/4:4026531836"
+    Worker.objects.create(hostname="web", pid=1, host_key=key)
+    Worker.objects.create(hostname="web", pid=1, host_key="")
+
+    page = admin_client.get(reverse("admin:djangotasks_worker_changelist")).content.decode()
+
+    assert f'<td class="field-machine"><span title="{key}">2724710f/4026531836</span></td>' in page
+    assert '<td class="field-machine">—</td>' in page  # the row whose machine is unknown
