@@ -73,3 +73,32 @@ def sqlite_problems(settings: dict[str, Any] | None) -> list[checks.CheckMessage
             )
         )
     return messages
+
+
+BACKEND_PATH = "djangotasks.backend.ProcessBackend"
+
+
+@checks.register(checks.Tags.compatibility)
+def check_tasks_backend(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """The ``django.tasks`` backend needs Django's tasks framework, new in Django 6.0."""
+    import django
+    from django.conf import settings
+
+    if django.VERSION >= (6, 0):
+        return []  # Django checks the backend itself (ProcessBackend.check)
+    configured = getattr(settings, "TASKS", {})
+    aliases = [
+        alias
+        for alias, params in (configured.items() if isinstance(configured, dict) else [])
+        if isinstance(params, dict) and params.get("BACKEND") == BACKEND_PATH
+    ]
+    return [
+        checks.Error(
+            f"TASKS[{alias!r}] uses {BACKEND_PATH}, which needs Django's tasks framework "
+            f"(Django >= 6.0); this is Django {django.get_version()}.",
+            hint="Upgrade to Django 6.0 or later, or run the tasks as djangotasks @task "
+            "functions and methods, which work on Django 5.2.",
+            id="djangotasks.E013",
+        )
+        for alias in aliases
+    ]

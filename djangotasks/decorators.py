@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from djangotasks.models import Task
 
-OPTIONS = ("label", "timeout", "memory_limit", "priority", "retries", "retry_delay")
+OPTIONS = ("label", "timeout", "memory_limit", "priority", "retries", "retry_delay", "queue")
 
 
 def task(*args: Any, **options: Any) -> Any:
@@ -32,7 +32,7 @@ def task(*args: Any, **options: Any) -> Any:
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
         raise TypeError(f"@task got unknown option(s) {', '.join(unknown)}; known: {OPTIONS}")
-    _check_options(options)
+    check_options(options)
     if len(args) == 1 and inspect.isfunction(args[0]) and not options:
         return _make(args[0], (), {})
     for dependency in args:
@@ -48,7 +48,10 @@ def task(*args: Any, **options: Any) -> Any:
     return decorator
 
 
-def _check_options(options: dict[str, Any]) -> None:
+def check_options(options: dict[str, Any]) -> None:
+    queue = options.get("queue")
+    if queue is not None and (not isinstance(queue, str) or not 0 < len(queue) <= 100):
+        raise TypeError(f"@task(queue=...) must be a name of 1 to 100 characters, not {queue!r}")
     for name in ("timeout", "retry_delay"):
         value = options.get(name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):

@@ -30,7 +30,8 @@ class UnknownTask(LookupError):
 
 @dataclass(frozen=True)
 class TaskDefinition:
-    """One registered task: a parameterless model method or a module-level function."""
+    """One registered task: a parameterless model method, a module-level function, or a
+    ``django.tasks`` task of the djangotasks backend."""
 
     name: str
     func: Callable[..., Any]
@@ -43,11 +44,20 @@ class TaskDefinition:
     priority: int = 0
     retries: int = 0
     retry_delay: float = 10.0
+    queue: str = "default"
+    # The ``django.tasks`` Task of a task enqueued through the djangotasks backend; its rows
+    # carry their arguments, and each enqueue is a run of its own.
+    django_task: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def is_method(self) -> bool:
         return self.model is not None
+
+    @property
+    def takes_arguments(self) -> bool:
+        """A ``django.tasks`` task: it runs only through ``enqueue()``, with its arguments."""
+        return self.django_task is not None
 
     def current(self, obj: Model | None = None) -> Task:
         """The live task of this definition for ``obj`` (unsaved, ``defined``, if none)."""

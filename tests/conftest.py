@@ -115,13 +115,20 @@ def start_daemon(
     started: list[DaemonProcess] = []
 
     def start(
-        concurrency: int = 4, wait: bool = True, prelude: str = "", **env: str
+        concurrency: int = 4,
+        wait: bool = True,
+        prelude: str = "",
+        queues: tuple[str, ...] | list[str] = (),
+        **env: str,
     ) -> DaemonProcess:
-        """``prelude``: Python run in the daemon before Django starts, to inject a fault."""
+        """``prelude``: Python run in the daemon before Django starts, to inject a fault;
+        ``queues``: the only queues it serves (``--queue``)."""
         n = next(_counter)
         log_path = tmp_path / f"taskd-{n}.log"
         pidfile = tmp_path / f"taskd-{n}.pid"
         argv = ["taskd", "run", "--pidfile", str(pidfile), "--concurrency", str(concurrency)]
+        for queue in queues:
+            argv += ["--queue", queue]
         command = [sys.executable, "-m", "django", *argv]
         if prelude:
             run = f"management.execute_from_command_line({['django', *argv]!r})"

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import django
+
 BASE_DIR = Path(__file__).resolve().parent
 VAR = Path(os.environ.get("DJANGOTASKS_TEST_VAR", BASE_DIR / "var"))
 VAR.mkdir(exist_ok=True)
@@ -112,6 +114,17 @@ DJANGOTASKS = {
     "PIDFILE": os.environ.get("DJANGOTASKS_PIDFILE") or None,
 }
 DJANGOTASK_DAEMON_THREAD = os.environ.get("DJANGOTASKS_THREAD") == "1"
+
+# Django's tasks framework (Django >= 6.0) with the djangotasks backend: tests/backend_tasks.py.
+if django.VERSION >= (6, 0):
+    TASKS = {
+        "default": {
+            "BACKEND": "djangotasks.backend.ProcessBackend",
+            "QUEUES": ["default", "reports"],
+            "OPTIONS": {"retry_delay": 0.1},
+        },
+        "immediate": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"},
+    }
 
 LOGGING = {
     "version": 1,

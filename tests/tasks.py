@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+import django
+
 from djangotasks import signals, task
 
 
@@ -31,3 +33,6 @@ def _record_signal(name: str):
 # send to that file, so a test can check the signals are sent in the daemon process.
 signals.task_started.connect(_record_signal("started"), weak=False)
 signals.task_completed.connect(_record_signal("completed"), weak=False)
+
+if django.VERSION >= (6, 0):
+    from tests import backend_tasks  # noqa: F401 - Django's tasks framework, Django >= 6.0

@@ -77,3 +77,19 @@ def test_the_thread_setting_keeps_its_original_name():
         pytest.raises(ImproperlyConfigured, match="True or False"),
     ):
         conf.get()
+
+
+def test_the_django_tasks_backend_on_a_django_without_tasks_framework_is_explained():
+    import django
+
+    from djangotasks.checks import check_tasks_backend
+
+    tasks_setting = {"default": {"BACKEND": "djangotasks.backend.ProcessBackend"}}
+    with override_settings(TASKS=tasks_setting):
+        messages = check_tasks_backend()
+    if django.VERSION >= (6, 0):
+        assert messages == []  # the backend's own check() runs there
+    else:
+        [error] = messages
+        assert error.id == "djangotasks.E013"
+        assert "Django >= 6.0" in error.msg

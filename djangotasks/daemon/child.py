@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from djangotasks import conf
 from djangotasks.current import current_task
-from djangotasks.daemon import linux
+from djangotasks.daemon import django_task, linux
+from djangotasks.exceptions import TaskMemoryLimitExceeded
 
 if TYPE_CHECKING:
     from djangotasks.models import Task
@@ -29,6 +30,9 @@ if TYPE_CHECKING:
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_CRASHED = 70  # the task wrapper itself failed (EX_SOFTWARE)
+# Characters of a traceback sent with a failure: a control message must stay one short line
+# (escaped, each character may take six bytes).
+MAX_TRACEBACK = 8000
 
 # Inherited objects that must never be finalised in the child: a PostgreSQL connection
 # closed here would send "Terminate" on the socket the daemon still uses. The child leaves
@@ -126,6 +130,20 @@ def _report(control_fd: int, message: dict[str, Any]) -> None:
         os.write(control_fd, json.dumps(message, default=str).encode() + b"\n")
 
 
+def _error(cls: type[BaseException], exc: BaseException) -> dict[str, str]:
+    """The exception as Django's ``TaskError`` (class path, traceback), sized for the pipe.
+
+    The whole traceback is in the log; this keeps its end, which names the error.
+    """
+    try:
+        text = "".join(traceback.format_exception(exc))
+    except Exception:
+        text = _text(exc)
+    if len(text) > MAX_TRACEBACK:
+        text = "...\n" + text[-MAX_TRACEBACK:]
+    return {"exception_class_path": f"{cls.__module__}.{cls.__qualname__}", "traceback": text}
+
+
 def execute(task: Task, control_fd: int) -> int:
     """Run the task's registered code; return the process exit code."""
     from django.db import connections
@@ -161,23 +179,28 @@ def execute(task: Task, control_fd: int) -> int:
     limit = definition.memory_limit or conf.get().DEFAULT_MEMORY_LIMIT
     _apply_memory_limit(limit)
     try:
-        if target is not None:
+        if definition.takes_arguments:
+            django_task.store_return_value(task, django_task.call(task, definition))
+        elif target is not None:
             definition.func(target)
         else:
             definition.func()
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         if code:
-            _report(control_fd, {"reason": f"Called sys.exit({_text(exc.code, repr)})."[:1000]})
+            reason = f"Called sys.exit({_text(exc.code, repr)})."[:1000]
+            _report(control_fd, {"reason": reason, "error": _error(type(exc), exc)})
         return code
-    except MemoryError:
+    except MemoryError as exc:
         traceback.print_exc()
-        _report(control_fd, {"reason": f"Out of memory (limit {limit} bytes)."})
+        reason = f"Out of memory (limit {limit} bytes)."
+        cls = TaskMemoryLimitExceeded if limit else MemoryError
+        _report(control_fd, {"reason": reason, "error": _error(cls, exc)})
         return EXIT_FAILED
     except BaseException as exc:
         traceback.print_exc()
         summary = f"{type(exc).__name__}: {_text(exc)}"
-        _report(control_fd, {"reason": summary[:1000]})
+        _report(control_fd, {"reason": summary[:1000], "error": _error(type(exc), exc)})
         return EXIT_FAILED
     finally:
         current_task.flush()

@@ -21,6 +21,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Collection
 from typing import Any
 
 from django.db import close_old_connections
@@ -33,6 +34,7 @@ from djangotasks.daemon.logwriter import LogWriter
 from djangotasks.daemon.process import TaskProcess, describe_exit
 from djangotasks.daemon.queue import Queue
 from djangotasks.daemon.wakeups import WakeUps
+from djangotasks.exceptions import WorkerLost
 from djangotasks.models import Worker, recovery, transitions
 from djangotasks.models.clock import DatabaseClock
 from djangotasks.statuses import Status
@@ -54,8 +56,11 @@ class Daemon(WakeUps, Queue):
         max_concurrency: int | None = None,
         thread_mode: bool = False,
         stop_event: threading.Event | None = None,
+        queues: Collection[str] | None = None,
     ) -> None:
         self.settings = conf.get()
+        # The queues served (None: every queue); the rest is left to other daemons.
+        self.queues = frozenset(queues) if queues else None
         # Resolved now, but the connection is looked up per use: in thread mode this runs in
         # the web thread, and Django's connections belong to the thread that uses them.
         self.alias = routing.alias()
@@ -157,9 +162,10 @@ class Daemon(WakeUps, Queue):
         self._register()
         self._open_wakeup_channel()
         logger.info(
-            "taskd %s started: up to %d tasks at once, %s, database %s (%s)",
+            "taskd %s started: up to %d tasks at once, %s, database %s (%s), queues: %s",
             self.worker, self.capacity, "fork" if self.use_fork else "fresh interpreters",
             self.alias, self.db.vendor,
+            ", ".join(sorted(self.queues)) if self.queues else "all",
         )  # fmt: skip
 
     def _register(self) -> None:
@@ -389,7 +395,7 @@ class Daemon(WakeUps, Queue):
             logger.error("taskd %s was declared lost; killing its tasks and re-registering",
                          self.worker)  # fmt: skip
             for proc in self.processes.values():
-                self._kill(proc, "Worker lost.", Status.UNSUCCESSFUL, grace=0)
+                self._kill(proc, "Worker lost.", Status.UNSUCCESSFUL, grace=0, error=WorkerLost)
             self._register()
             return
         if sent_at - self.last_beat_sent > 2 * self.settings.HEARTBEAT_INTERVAL:
@@ -429,7 +435,7 @@ class Daemon(WakeUps, Queue):
             f"stopped its task before another daemon could take it over."
         )
         for proc in running:
-            self._kill(proc, reason, Status.UNSUCCESSFUL, grace=0)
+            self._kill(proc, reason, Status.UNSUCCESSFUL, grace=0, error=WorkerLost)
 
     def _update_watchdog(self) -> None:
         groups = tuple(sorted(pid for pid, proc in self.processes.items() if not proc.exited))

@@ -35,6 +35,8 @@ MAX_READS_AT_EXIT = 256
 # pipe must not grow the daemon's memory.
 MAX_CONTROL_LINE = 64 * 1024
 MAX_REASON = 2000
+MAX_CLASS_PATH = 255
+MAX_TRACEBACK = 10000
 MAX_PROGRESS_MESSAGE = 255
 PROGRESS_SAVE_INTERVAL = 0.2
 
@@ -101,6 +103,16 @@ class TaskMessages:
             proc.reason = self._cleaned(
                 proc, "the reason", clean_text, message["reason"], MAX_REASON
             )
+        error = message.get("error")
+        path = error.get("exception_class_path") if isinstance(error, dict) else None
+        text = error.get("traceback") if isinstance(error, dict) else None
+        if isinstance(path, str) and isinstance(text, str):
+            proc.error = {
+                "exception_class_path": self._cleaned(
+                    proc, "the error's class", clean_text, path, MAX_CLASS_PATH
+                ),
+                "traceback": self._cleaned(proc, "the traceback", clean_text, text, MAX_TRACEBACK),
+            }
 
     def _take_progress(self, proc: TaskProcess, progress: dict[str, Any]) -> None:
         current = self._cleaned(proc, "the progress value", clean_bigint, progress.get("current"))

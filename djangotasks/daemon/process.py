@@ -41,6 +41,8 @@ class TaskProcess:
     progress_dirty: bool = False
     progress_saved_at: float = 0.0
     reason: str = ""
+    # What the task's code raised, as Django's TaskError (class path, traceback), cleaned.
+    error: dict[str, str] | None = None
     # Kinds of notes the daemon already wrote into this task's log (each is written once).
     noted: set[str] = field(default_factory=set)
     exit_status: int | None = None
@@ -48,6 +50,7 @@ class TaskProcess:
     # SIGKILL is due if SIGTERM is not enough.
     kill_reason: str = ""
     kill_status: str = ""
+    kill_error: type[BaseException] | None = None
     kill_deadline: float | None = None
     log_size: int | None = None
     output_closed: bool = False

@@ -32,6 +32,7 @@ CANCEL_POLL_INTERVAL = 0.2
 class Queue(Supervision):
     # Provided by Daemon.
     capacity: int
+    queues: frozenset[str] | None
     cancels_needed: bool
     next_poll: float
     next_cancel_check: float
@@ -63,10 +64,10 @@ class Queue(Supervision):
             return
         if polled and not self.look_needed:
             # A plain poll with nothing due costs one cheap query, not a transaction.
-            if not Task.objects.claimable(timezone.now()).exists():
+            if not Task.objects.in_queues(self.queues).claimable(timezone.now()).exists():
                 return
         self.look_needed = False
-        claimed = transitions.claim(self.worker, free)  # type: ignore[arg-type]
+        claimed = transitions.claim(self.worker, free, self.queues)  # type: ignore[arg-type]
         self._start_claimed(claimed)
         if len(claimed) == free:
             self.look_needed = True  # there may be more; look again when a slot frees
@@ -130,6 +131,7 @@ class Queue(Supervision):
         # Delayed tasks (retries, run_after) wake no one when they come due; set a timer.
         soonest = (
             Task.objects.scheduled()
+            .in_queues(self.queues)
             .filter(run_after__gt=timezone.now())
             .order_by("run_after")
             .values_list("run_after", flat=True)

@@ -28,7 +28,9 @@ from djangotasks.daemon import linux
 from djangotasks.daemon import process as processes
 from djangotasks.daemon.messages import MAX_READS_AT_EXIT, TaskMessages
 from djangotasks.daemon.process import TaskProcess
+from djangotasks.exceptions import TaskCancelled, TaskCrashed, TaskFailed, TaskTimedOut
 from djangotasks.models import Task, transitions
+from djangotasks.models.transitions import error_record
 from djangotasks.statuses import Status
 from djangotasks.untrusted import clean_text
 
@@ -98,6 +100,8 @@ class Supervision(TaskMessages):
             self._kill(proc, "Cancelled.", Status.CANCELLED)
         if signals.task_started.has_listeners():
             _send(signals.task_started, "task_started", proc.task)
+        if proc.task.is_django_task:
+            results().send_started(proc.task)
 
     def _contained(self, proc: TaskProcess, action: Callable[..., Any], *args: Any) -> None:
         """Do one piece of work for one task; an unexpected error ends that task only.
@@ -119,7 +123,7 @@ class Supervision(TaskMessages):
         trace, _ = clean_text("".join(traceback.format_exception(exc)), 20000, "the traceback")
         self.logs.note(task.pk, f"internal error in the daemon; the task was stopped.\n{trace}")
         reason = f"Internal error in the daemon: {summary} (the traceback is in the log)."
-        self._kill(proc, reason, Status.UNSUCCESSFUL, grace=0)
+        self._kill(proc, reason, Status.UNSUCCESSFUL, grace=0, error=TaskCrashed)
 
     # -- exits ---------------------------------------------------------------------------
 
@@ -210,15 +214,12 @@ class Supervision(TaskMessages):
         if proc.log_size is None:  # a retry after a database error must not close twice
             proc.log_size = self.logs.close(task.pk)
         size = proc.log_size
-        if proc.kill_status:
-            status, reason = proc.kill_status, proc.kill_reason
-        else:
-            ok, exit_reason = processes.describe_exit(proc.exit_status)
-            status = Status.SUCCESSFUL if ok else Status.UNSUCCESSFUL
-            reason = proc.reason or exit_reason
-        if transitions.finish(task, self.worker, status, reason, log_size=size):
+        status, reason, error = _outcome(proc)
+        if transitions.finish(task, self.worker, status, reason, log_size=size, error=error):
             if signals.task_completed.has_listeners():
                 _send(signals.task_completed, "task_completed", task)
+            if task.is_django_task:
+                results().send_finished(task)
         else:
             logger.warning("taskd: task #%s was no longer ours when it ended", task.pk)
         logger.info("task #%s %s %s%s", task.pk, task.name, status, f": {reason}" if reason else "")
@@ -242,11 +243,20 @@ class Supervision(TaskMessages):
             logger.error("taskd: task #%s stays running for recovery: %s", task.pk, again)
 
     def _kill(
-        self, proc: TaskProcess, reason: str, status: str, grace: float | None = None
+        self,
+        proc: TaskProcess,
+        reason: str,
+        status: str,
+        grace: float | None = None,
+        error: type[BaseException] | None = None,
     ) -> None:
+        """Kill a task's group (SIGTERM, SIGKILL after ``grace``); it ends with ``status``.
+
+        ``error``: the class path the task's error gets (a cancel is TaskCancelled).
+        """
         if proc.kill_reason and grace != 0:
             return
-        proc.kill_reason, proc.kill_status = reason, status
+        proc.kill_reason, proc.kill_status, proc.kill_error = reason, status, error
         if proc.exited:
             return  # nothing left to signal; the pid may already belong to someone else
         if grace == 0:
@@ -269,9 +279,33 @@ class Supervision(TaskMessages):
             definition = proc.task.definition
             timeout = (definition.timeout if definition else None) or self.settings.DEFAULT_TIMEOUT
             if timeout and now - proc.started > timeout and not proc.kill_reason:
-                self._kill(proc, f"Timed out after {timeout:g} s.", Status.UNSUCCESSFUL)
+                reason = f"Timed out after {timeout:g} s."
+                self._kill(proc, reason, Status.UNSUCCESSFUL, error=TaskTimedOut)
             if self.stopping and self.shutdown_deadline and now >= self.shutdown_deadline:
                 self._kill(proc, "Cancelled: the daemon was shut down.", Status.CANCELLED)
+
+
+def _outcome(proc: TaskProcess) -> tuple[str, str, dict[str, str] | None]:
+    """How a task ended: its status, reason, and error (as Django's TaskError)."""
+    if proc.kill_status:
+        status, reason = proc.kill_status, proc.kill_reason
+        cls = proc.kill_error or (TaskCancelled if status == Status.CANCELLED else TaskFailed)
+        return status, reason, error_record(cls, reason)
+    assert proc.exit_status is not None
+    ok, exit_reason = processes.describe_exit(proc.exit_status)
+    if ok:
+        return Status.SUCCESSFUL, proc.reason, None
+    reason = proc.reason or exit_reason
+    # Without a reason from the task, its process died of a signal or an exit of its own.
+    error = proc.error or error_record(TaskFailed if proc.reason else TaskCrashed, reason)
+    return Status.UNSUCCESSFUL, reason, error
+
+
+def results() -> Any:
+    """``djangotasks.results``, imported when a Django task is met (it needs Django >= 6)."""
+    from djangotasks import results
+
+    return results
 
 
 def _send(signal: Any, name: str, task: Task) -> None:

@@ -12,9 +12,14 @@ from typing import Any
 from django.db.models import Q
 from django.utils import timezone
 
-from djangotasks import routing
+from djangotasks import exceptions, routing
 from djangotasks.models.task import Task
-from djangotasks.models.transitions import _after_failure, _announce, fail_dependents
+from djangotasks.models.transitions import (
+    _after_failure,
+    _announce,
+    error_record,
+    fail_dependents,
+)
 from djangotasks.models.worker import Worker
 from djangotasks.statuses import ACTIVE, Status
 
@@ -28,11 +33,14 @@ def end_lost(task: Task, reason: str, worker: Worker | None = None) -> bool:
     owner = {"worker": worker} if worker is not None else {}
     now = timezone.now()
     with routing.atomic():
-        for old, new, text in (
-            (Status.RUNNING, Status.UNSUCCESSFUL, reason),
-            (Status.REQUESTED_CANCEL, Status.CANCELLED, f"Cancelled. {reason}"),
-        ):
-            fields = {"status": new, "reason": text, "end_date": now}
+        for old, new, text, cls in (
+            (Status.RUNNING, Status.UNSUCCESSFUL, reason, exceptions.WorkerLost),
+            (Status.REQUESTED_CANCEL, Status.CANCELLED, f"Cancelled. {reason}",
+             exceptions.TaskCancelled),
+        ):  # fmt: skip
+            fields = {
+                "status": new, "reason": text, "end_date": now, "error": error_record(cls, text)
+            }  # fmt: skip
             if Task.objects.filter(pk=task.pk, status=old, **owner).update(**fields):
                 break
         else:
@@ -41,6 +49,10 @@ def end_lost(task: Task, reason: str, worker: Worker | None = None) -> bool:
             setattr(task, name, value)
         _announce(task, old, new)
         _after_failure(task, new)
+    if task.is_django_task:
+        from djangotasks import results  # Django >= 6 only: such rows exist only there
+
+        results.send_finished(task)
     return True
 
 

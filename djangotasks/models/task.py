@@ -18,7 +18,7 @@ from djangotasks.registry import TaskDefinition, UnknownTask, registry
 from djangotasks.statuses import ACTIVE, FAILED, FINISHED, Status
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Collection
     from datetime import datetime
 
 # Tasks deleted per transaction by TaskQuerySet.delete_in_batches().
@@ -90,6 +90,15 @@ class TaskQuerySet(models.QuerySet["Task"]):
             if progress is not None:
                 progress(deleted)
 
+    def queue_depths(self) -> dict[str, int]:
+        """How many of these tasks each queue holds, by queue name."""
+        rows = self.order_by().values_list("queue_name").annotate(n=models.Count("id"))
+        return dict(sorted(rows))
+
+    def in_queues(self, queues: Collection[str] | None) -> TaskQuerySet:
+        """Tasks of these queues (None: of every queue)."""
+        return self if queues is None else self.filter(queue_name__in=list(queues))
+
     def claimable(self, now: datetime) -> TaskQuerySet:
         """Scheduled, due, and every dependency successful: what a daemon may start now."""
         waiting = Task.dependencies.through.objects.filter(from_task=OuterRef("pk")).exclude(
@@ -129,6 +138,7 @@ class _TaskManager(models.Manager["Task"]):
             object_id=object_id,
             status=Status.DEFINED,
             priority=definition.priority,
+            queue_name=definition.queue,
         )
         task.__dict__["target"] = obj
         return task
@@ -158,9 +168,12 @@ class Task(models.Model):
     queue_name = models.CharField(_("queue"), max_length=100, default="default")
     run_after = models.DateTimeField(_("run after"), null=True, blank=True)
     attempt = models.PositiveIntegerField(_("attempt"), default=1)
-    # Arguments and return value of tasks enqueued through Django's tasks framework.
+    # Arguments ({"args", "kwargs", "backend"}) and return value of tasks enqueued through
+    # Django's tasks framework: such a row's object_id is its result's id (no object type).
     arguments = models.JSONField(_("arguments"), null=True, blank=True)
-    result = models.JSONField(_("result"), null=True, blank=True)
+    result = models.JSONField(_("return value"), null=True, blank=True)
+    # What failed this attempt, as Django's TaskError: {"exception_class_path", "traceback"}.
+    error = models.JSONField(_("error"), null=True, blank=True)
     created_at = models.DateTimeField(_("scheduled"), default=timezone.now)
     start_date = models.DateTimeField(_("started"), null=True, blank=True)
     end_date = models.DateTimeField(_("ended"), null=True, blank=True)
@@ -212,6 +225,8 @@ class Task(models.Model):
     def __str__(self) -> str:
         model = self.content_type.model if self.content_type else "object"
         target = f" of {model} #{self.object_id}" if self.object_id else ""
+        if self.is_django_task:
+            target = f" (result {self.object_id})"
         number = f"#{self.pk} " if self.pk else ""
         return f"{number}{self.label}{target} ({self.status})"
 
@@ -238,6 +253,11 @@ class Task(models.Model):
 
     def is_finished(self) -> bool:
         return self.status in FINISHED
+
+    @property
+    def is_django_task(self) -> bool:
+        """Enqueued through Django's tasks framework (it has arguments and a result id)."""
+        return self.arguments is not None and self.content_type_id is None
 
     @property
     def duration(self) -> timedelta | None:
@@ -322,13 +342,18 @@ class Task(models.Model):
         """Schedule this task (and its dependencies) and return the live Task.
 
         A task that is scheduled or running is returned unchanged; a finished one is
-        archived and a new run is created.
+        archived and a new run is created. A task of Django's tasks framework is enqueued
+        again with the same arguments, as a new result.
         """
         from djangotasks.models import transitions
 
         definition = self.definition
         if definition is None:
             raise UnknownTask(self.name)
+        if self.is_django_task:
+            from djangotasks.backend import enqueue_again
+
+            return enqueue_again(self)  # a new result, with the same arguments
         target = self.target if definition.is_method else None
         if definition.is_method and target is None:
             raise ValueError(f"Cannot run task #{self.pk} ({self.name}): its object is gone.")

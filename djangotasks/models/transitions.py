@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +17,7 @@ from django.db import IntegrityError
 from django.utils import timezone
 
 from djangotasks import notify, routing, signals
-from djangotasks.exceptions import InvalidTransition
+from djangotasks.exceptions import DependencyFailed, InvalidTransition
 from djangotasks.models.task import Task, live_key
 from djangotasks.models.worker import Worker
 from djangotasks.registry import TaskDefinition
@@ -31,6 +31,12 @@ logger = logging.getLogger("djangotasks")
 # Compare-and-set loops retry when another process changed the row in between; more than a
 # handful of rounds means something keeps rewriting the row, which is a bug worth an error.
 MAX_CAS_ROUNDS = 10
+
+
+def error_record(cls: type[BaseException], text: str) -> dict[str, str]:
+    """What ``Task.error`` holds: a failed attempt as Django's ``TaskError`` (its class path
+    says how it failed: djangotasks.exceptions.TaskTimedOut, WorkerLost, ...)."""
+    return {"exception_class_path": f"{cls.__module__}.{cls.__qualname__}", "traceback": text}
 
 
 def _announce(task: Task, old: str, new: str) -> None:
@@ -69,6 +75,12 @@ def _cas(task: Task, expected: Iterable[str], new: str, **fields: Any) -> bool:
 
 def schedule(definition: TaskDefinition, target: Model | None) -> Task:
     """Schedule ``definition`` on ``target`` after its dependencies; return the live Task."""
+    if definition.takes_arguments:
+        # Without its arguments it would run as f(): refused rather than failing later.
+        raise InvalidTransition(
+            f"{definition.name} is a task of Django's tasks framework: it runs with its "
+            'arguments, through its .enqueue(...) (or "Run again" on one of its results).'
+        )
     with routing.atomic():
         task = _schedule(definition, target)
         notify.wake_workers("run", routing.alias())
@@ -108,6 +120,7 @@ def _create_or_get_live(
             live_key=live_key(definition.name, current.object_id),
             status=Status.SCHEDULED,
             priority=definition.priority,
+            queue_name=definition.queue,
         )
         try:
             with routing.atomic():
@@ -122,13 +135,19 @@ def _create_or_get_live(
     raise RuntimeError(f"Could not schedule {definition.name}: the live row kept changing")
 
 
+def announce_scheduled(task: Task) -> None:
+    """Tell ``task_status_changed`` listeners about a row created scheduled."""
+    _announce(task, Status.DEFINED, Status.SCHEDULED)
+
+
 def _archive(task: Task) -> bool:
     """Turn a finished live row into history, if nobody did so meanwhile."""
-    return bool(
-        Task.objects.filter(pk=task.pk, live_key=task.live_key, status=task.status).update(
-            live_key=None, archived=True
-        )
+    archived = Task.objects.filter(pk=task.pk, live_key=task.live_key, status=task.status).update(
+        live_key=None, archived=True
     )
+    if archived:
+        task.live_key, task.archived = None, True
+    return bool(archived)
 
 
 # -- cancelling --------------------------------------------------------------------------
@@ -175,13 +194,17 @@ def cancel(task: Task) -> None:
 # -- the daemon's side -------------------------------------------------------------------
 
 
-def claim(worker: Worker, limit: int) -> list[Task]:
-    """Atomically take up to ``limit`` runnable tasks for ``worker``: priority, then FIFO."""
+def claim(worker: Worker, limit: int, queues: Collection[str] | None = None) -> list[Task]:
+    """Atomically take up to ``limit`` runnable tasks for ``worker``: priority, then FIFO.
+
+    ``queues``: only tasks of these queues (None: of every queue).
+    """
     connection = routing.connection()
     if limit <= 0:
         return []
     now = timezone.now()
-    if connection.vendor == "sqlite" and not Task.objects.claimable(now).exists():
+    claimable = Task.objects.in_queues(queues).claimable(now)
+    if connection.vendor == "sqlite" and not claimable.exists():
         # On SQLite the IMMEDIATE transaction below takes the database's only write lock, and
         # daemons look here on every change to the file (another daemon's heartbeat, a line
         # of output): a plain read first keeps them from queueing writers for nothing.
@@ -191,7 +214,7 @@ def claim(worker: Worker, limit: int) -> list[Task]:
         # and one that fences us waits until this claim is committed, then ends it too.
         if not Worker.objects.select_for_update().filter(pk=worker.pk, stopped_at=None).exists():
             return []
-        candidates = Task.objects.claimable(now).order_by("-priority", "id")
+        candidates = claimable.order_by("-priority", "id")
         if connection.features.has_select_for_update_skip_locked:
             # Two daemons skip each other's rows instead of queueing behind them.
             candidates = candidates.select_for_update(skip_locked=True)
@@ -218,18 +241,20 @@ def finish(
     worker: Worker,
     status: str,
     reason: str = "",
-    result: Any = None,
     log_size: int | None = None,
+    error: dict[str, str] | None = None,
 ) -> bool:
     """Record the end of a task this worker ran. False if it was no longer this worker's.
 
     A failure of a task that allows retries schedules the next attempt, unless someone asked
-    to cancel it; any other failure fails the tasks waiting on it.
+    to cancel it; any other failure fails the tasks waiting on it. ``error``: what failed it,
+    as a ``TaskError`` of Django's tasks framework (see results.py). A return value is
+    stored by the task process itself, before it exits.
     """
     assert status in FINISHED, status
-    fields: dict[str, Any] = {
-        "status": status, "reason": reason, "end_date": timezone.now(), "result": result
-    }  # fmt: skip
+    fields: dict[str, Any] = {"status": status, "reason": reason, "end_date": timezone.now()}
+    if error is not None:
+        fields["error"] = error
     if log_size is not None:
         fields["log_size"] = log_size
     # The status we expect first: what the daemon last saw. A cancel may have come in since.
@@ -263,6 +288,7 @@ def _retry(task: Task) -> bool:
     definition = task.definition
     if definition is None or task.attempt > definition.retries or task.live_key is None:
         return False
+    key = task.live_key  # the retry takes it over once this attempt is archived
     if not _archive(task):
         return False
     delay = definition.retry_delay * (2 ** (task.attempt - 1))
@@ -270,7 +296,7 @@ def _retry(task: Task) -> bool:
         name=task.name,
         content_type_id=task.content_type_id,
         object_id=task.object_id,
-        live_key=task.live_key,
+        live_key=key,
         status=Status.SCHEDULED,
         priority=task.priority,
         queue_name=task.queue_name,
@@ -310,6 +336,7 @@ def fail_dependents(failed: list[Task], outcome: str = "") -> None:
                     Status.UNSUCCESSFUL,
                     end_date=timezone.now(),
                     reason=reason,
+                    error=error_record(DependencyFailed, reason),
                 ):
                     next_round.append(dependent)
         failed, outcome = next_round, ""

@@ -16,6 +16,7 @@ from django.utils import timezone
 from djangotasks.daemon import control
 
 EXIT_NOT_RUNNING = 3  # LSB: "program is not running"
+MAX_QUEUE_NAME = 100  # Task.queue_name
 
 
 class Command(BaseCommand):
@@ -33,6 +34,13 @@ class Command(BaseCommand):
             p.add_argument("--pidfile", type=Path, help="pid file (default: per project)")
         for p in (run, start, restart):
             p.add_argument("--concurrency", type=int, help="tasks run at once (MAX_CONCURRENCY)")
+            p.add_argument(
+                "--queue",
+                action="append",
+                dest="queues",
+                metavar="NAME",
+                help="serve only this queue (repeat for several; default: every queue)",
+            )
         for p in (start, restart):
             p.add_argument("--logfile", type=Path, help="daemon log (default: next to pid)")
         for p in (stop, restart):
@@ -45,16 +53,19 @@ class Command(BaseCommand):
         concurrency = options.get("concurrency")
         if concurrency is not None and concurrency < 1:
             raise CommandError("--concurrency must be at least 1")
+        queues = options.get("queues")
+        if queues and not all(0 < len(q) <= MAX_QUEUE_NAME for q in queues):
+            raise CommandError(f"--queue takes a name of 1 to {MAX_QUEUE_NAME} characters")
         try:
             if action == "run":
-                self._run(pidfile, concurrency, int(options["verbosity"]))
+                self._run(pidfile, concurrency, int(options["verbosity"]), queues)
             elif action in ("start", "restart"):
                 if action == "restart" and control.running_pid(pidfile) is not None:
                     pid = control.stop(pidfile, options["wait"], options["now"])
                     self.stdout.write(f"taskd stopped (pid {pid})")
                 logfile = options.get("logfile") or control.default_logfile(pidfile)
                 pid = control.detach(
-                    lambda: self._run(pidfile, concurrency, int(options["verbosity"])),
+                    lambda: self._run(pidfile, concurrency, int(options["verbosity"]), queues),
                     pidfile,
                     logfile,
                 )
@@ -67,14 +78,16 @@ class Command(BaseCommand):
         except (control.ControlError, ImproperlyConfigured) as exc:
             raise CommandError(str(exc)) from exc
 
-    def _run(self, pidfile: Path, concurrency: int | None, verbosity: int) -> None:
+    def _run(
+        self, pidfile: Path, concurrency: int | None, verbosity: int, queues: list[str] | None
+    ) -> None:
         from djangotasks.daemon.daemon import Daemon
 
         _configure_logging(verbosity)
         lock = control.PidFile(pidfile)
         lock.acquire()
         try:
-            Daemon(max_concurrency=concurrency).run()
+            Daemon(max_concurrency=concurrency, queues=queues).run()
         finally:
             lock.release()
 
@@ -103,8 +116,10 @@ class Command(BaseCommand):
                     f"    #{task.pk} {task.name} pid {task.pid} for "
                     f"{_age(task.duration or timedelta())}{percent}"
                 )
-        queued = Task.objects.scheduled().count()
-        self.stdout.write(f"queue: {queued} scheduled")
+        depths = Task.objects.scheduled().queue_depths()
+        total = sum(depths.values())
+        by_queue = ", ".join(f"{name} {count}" for name, count in depths.items())
+        self.stdout.write(f"queue: {total} scheduled" + (f" ({by_queue})" if by_queue else ""))
         if local is None:
             sys.exit(EXIT_NOT_RUNNING)
 
