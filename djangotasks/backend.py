@@ -1,4 +1,5 @@
-"""djangotasks as a backend of Django's tasks framework (Django >= 6.0).
+"""djangotasks as a backend of Django's tasks framework (Django >= 6.0, or the django-tasks
+backport on Django 5.2: see tasks_framework.py).
 
     TASKS = {"default": {"BACKEND": "djangotasks.backend.ProcessBackend",
                          "QUEUES": ["default", "reports"],
@@ -23,11 +24,6 @@ from uuid import uuid4
 
 from django.apps import apps
 from django.core import checks
-from django.tasks.backends.base import BaseTaskBackend
-from django.tasks.base import Task as DjangoTask
-from django.tasks.base import TaskResult
-from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
-from django.tasks.signals import task_enqueued
 
 from djangotasks import notify, results, routing
 from djangotasks.decorators import check_options
@@ -38,6 +34,15 @@ from djangotasks.models.transitions import announce_scheduled
 from djangotasks.models.transitions import cancel as cancel_row
 from djangotasks.registry import TaskDefinition, registry
 from djangotasks.statuses import Status
+from djangotasks.tasks_framework import (
+    BaseTaskBackend,
+    InvalidTask,
+    TaskResult,
+    TaskResultDoesNotExist,
+    task_backends,
+    task_enqueued,
+)
+from djangotasks.tasks_framework import Task as DjangoTask
 
 if TYPE_CHECKING:
     AnyTask = DjangoTask[Any, Any]
@@ -216,8 +221,6 @@ def cancel(result: AnyResult | str) -> Task:
 
 def enqueue_again(row: Task) -> Task:
     """Enqueue the task of ``row`` again with the same arguments ("Run again")."""
-    from django.tasks import task_backends
-
     task = results.django_task_of(row)
     arguments = row.arguments if isinstance(row.arguments, dict) else {}
     backend = task_backends[str(arguments.get("backend") or task.backend)]

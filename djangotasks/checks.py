@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import Any
 
 from django.core import checks
@@ -80,12 +81,17 @@ BACKEND_PATH = "djangotasks.backend.ProcessBackend"
 
 @checks.register(checks.Tags.compatibility)
 def check_tasks_backend(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    """The ``django.tasks`` backend needs Django's tasks framework, new in Django 6.0."""
+    """The ``django.tasks`` backend needs Django's tasks framework: Django >= 6.0, or the
+    django-tasks backport on Django 5.2."""
     import django
     from django.conf import settings
 
-    if django.VERSION >= (6, 0):
-        return []  # Django checks the backend itself (ProcessBackend.check)
+    try:
+        import_module("djangotasks.tasks_framework")
+    except ImportError:
+        pass
+    else:
+        return []  # the framework checks the backend itself (ProcessBackend.check)
     configured = getattr(settings, "TASKS", {})
     aliases = [
         alias
@@ -95,9 +101,10 @@ def check_tasks_backend(app_configs: Any = None, **kwargs: Any) -> list[checks.C
     return [
         checks.Error(
             f"TASKS[{alias!r}] uses {BACKEND_PATH}, which needs Django's tasks framework "
-            f"(Django >= 6.0); this is Django {django.get_version()}.",
-            hint="Upgrade to Django 6.0 or later, or run the tasks as djangotasks @task "
-            "functions and methods, which work on Django 5.2.",
+            f"(Django >= 6.0, or the django-tasks backport); this is Django "
+            f"{django.get_version()} without the backport.",
+            hint="pip install 'djangotasks[backport]' (and add 'django_tasks' to "
+            "INSTALLED_APPS), or upgrade to Django 6.0.",
             id="djangotasks.E013",
         )
         for alias in aliases

@@ -5,7 +5,8 @@ the result's id (``object_id``, with no object type) and the live key, and a ret
 the failed attempt as for any task. The result's status is that of the latest attempt; its
 errors and worker ids are those of every attempt, in order.
 
-Needs Django >= 6.0 (``django.tasks``); only called for rows that the backend created.
+Needs Django's tasks framework (tasks_framework.py); only called for rows that the backend
+created.
 """
 
 from __future__ import annotations
@@ -14,17 +15,21 @@ import logging
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from django.tasks.base import TaskError, TaskResult, TaskResultStatus
-from django.tasks.exceptions import InvalidTask
-from django.tasks.signals import task_finished, task_started
-
 from djangotasks import exceptions
 from djangotasks.models.transitions import error_record
 from djangotasks.registry import UnknownTask, registry
 from djangotasks.statuses import Status
+from djangotasks.tasks_framework import (
+    InvalidTask,
+    TaskError,
+    TaskResult,
+    TaskResultStatus,
+    task_finished,
+    task_started,
+)
 
 if TYPE_CHECKING:
-    from django.tasks.base import Task as DjangoTask
+    from djangotasks.tasks_framework import Task as DjangoTask
 
     AnyTask = DjangoTask[Any, Any]
     AnyResult = TaskResult[Any, Any]

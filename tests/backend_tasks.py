@@ -1,4 +1,5 @@
-"""Tasks of Django's tasks framework run by the djangotasks backend (Django >= 6.0)."""
+"""Tasks of Django's tasks framework run by the djangotasks backend (Django >= 6.0, or the
+django-tasks backport on 5.2)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,8 @@ import signal
 import time
 from datetime import datetime
 
-from django.tasks import task
-from django.tasks.signals import task_finished, task_started
-
 from djangotasks import current_task
+from djangotasks.tasks_framework import task, task_finished, task_started
 
 
 @task

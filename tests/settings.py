@@ -7,6 +7,7 @@ Daemons started by a test run in other processes; they get the test database's n
 from __future__ import annotations
 
 import os
+from importlib.util import find_spec
 from pathlib import Path
 
 import django
@@ -115,15 +116,20 @@ DJANGOTASKS = {
 }
 DJANGOTASK_DAEMON_THREAD = os.environ.get("DJANGOTASKS_THREAD") == "1"
 
-# Django's tasks framework (Django >= 6.0) with the djangotasks backend: tests/backend_tasks.py.
-if django.VERSION >= (6, 0):
+# Django's tasks framework with the djangotasks backend (tests/backend_tasks.py): Django's own
+# on Django >= 6.0, the django-tasks backport on 5.2 where it is installed (make test-django52).
+HAVE_TASKS_FRAMEWORK = django.VERSION >= (6, 0) or find_spec("django_tasks") is not None
+if django.VERSION < (6, 0) and HAVE_TASKS_FRAMEWORK:
+    INSTALLED_APPS.append("django_tasks")
+if HAVE_TASKS_FRAMEWORK:
+    IMMEDIATE = "django.tasks" if django.VERSION >= (6, 0) else "django_tasks"
     TASKS = {
         "default": {
             "BACKEND": "djangotasks.backend.ProcessBackend",
             "QUEUES": ["default", "reports"],
             "OPTIONS": {"retry_delay": 0.1},
         },
-        "immediate": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"},
+        "immediate": {"BACKEND": f"{IMMEDIATE}.backends.immediate.ImmediateBackend"},
     }
 
 LOGGING = {

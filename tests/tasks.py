@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-import django
+from django.conf import settings
 
 from djangotasks import signals, task
 
@@ -34,5 +34,5 @@ def _record_signal(name: str):
 signals.task_started.connect(_record_signal("started"), weak=False)
 signals.task_completed.connect(_record_signal("completed"), weak=False)
 
-if django.VERSION >= (6, 0):
-    from tests import backend_tasks  # noqa: F401 - Django's tasks framework, Django >= 6.0
+if settings.HAVE_TASKS_FRAMEWORK:
+    from tests import backend_tasks  # noqa: F401 - Django's tasks framework

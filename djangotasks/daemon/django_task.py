@@ -29,9 +29,8 @@ def call(task: Task, definition: TaskDefinition) -> Any:
         raise TypeError(f"Task #{task.pk} has malformed stored arguments: {arguments!r:.200}")
     django_task = definition.django_task
     if django_task.takes_context:
-        from django.tasks.base import TaskContext
-
         from djangotasks import results
+        from djangotasks.tasks_framework import TaskContext
 
         # Its attempt counts the earlier attempts' rows: one query, then no connection held.
         try:
