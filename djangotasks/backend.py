@@ -37,7 +37,6 @@ from djangotasks.statuses import Status
 from djangotasks.tasks_framework import (
     BaseTaskBackend,
     InvalidTask,
-    TaskResult,
     TaskResultDoesNotExist,
     task_backends,
     task_enqueued,
@@ -45,8 +44,7 @@ from djangotasks.tasks_framework import (
 from djangotasks.tasks_framework import Task as DjangoTask
 
 if TYPE_CHECKING:
-    AnyTask = DjangoTask[Any, Any]
-    AnyResult = TaskResult[Any, Any]
+    from djangotasks.tasks_framework import AnyResult, AnyTask
 
 # The options a backend's OPTIONS may default and (Django >= 6.1) a task may set.
 OPTIONS = ("timeout", "memory_limit", "retries", "retry_delay")

@@ -29,12 +29,8 @@ from djangotasks.tasks_framework import (
 )
 
 if TYPE_CHECKING:
-    from djangotasks.tasks_framework import Task as DjangoTask
-
-    AnyTask = DjangoTask[Any, Any]
-    AnyResult = TaskResult[Any, Any]
-
     from djangotasks.models import Task
+    from djangotasks.tasks_framework import AnyResult, AnyTask
 
 logger = logging.getLogger("djangotasks")
 

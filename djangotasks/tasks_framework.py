@@ -9,6 +9,7 @@ here, so one code serves both.
 from __future__ import annotations
 
 from importlib.util import find_spec
+from typing import TYPE_CHECKING, Any
 
 if find_spec("django.tasks") is not None:
     from django.tasks import default_task_backend, task, task_backends
@@ -59,6 +60,11 @@ else:
         "djangotasks.backend needs Django's tasks framework: Django >= 6.0, or on Django 5.2 "
         "the django-tasks backport (pip install 'djangotasks[backport]')."
     )
+
+if TYPE_CHECKING:
+    # Generic in the stubs, not at run time: for annotations only.
+    AnyTask = Task[Any, Any]
+    AnyResult = TaskResult[Any, Any]
 
 __all__ = [
     "SOURCE",
