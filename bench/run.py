@@ -7,7 +7,8 @@
 Each database runs in its own ``bench.suite`` process (Django's settings are per process);
 a database whose server does not answer is reported and skipped. Figures are medians and
 p95 of the runs; the peer is Django's own tasks framework with django-tasks-db's
-``db_worker`` (measured when django-tasks-db is installed: ``pip install -e '.[bench]'``).
+``db_worker`` (measured when django-tasks-db is installed: ``pip install -e '.[bench]'``),
+next to djangotasks fed by the same ``enqueue()`` through ``djangotasks.backend.ProcessBackend``.
 """
 
 from __future__ import annotations
@@ -56,7 +57,10 @@ ROWS: list[tuple[str, str, Target | None]] = [
     ("idle_cpu", "idle daemon: CPU", None),
     ("rss_idle", "daemon RSS, idle", Target(60)),
     ("rss_busy", "daemon RSS, after the drain", Target(60)),
+    # The same enqueue() of Django's tasks framework: djangotasks' backend, then the peer.
+    ("backend_pickup", "djangotasks via django.tasks enqueue(): pickup", None),
     ("peer_pickup", "peer: pickup (db_worker)", None),
+    ("backend_drain", "djangotasks via django.tasks enqueue(): drain rate", None),
     ("peer_drain", "peer: drain rate (db_worker)", None),
     ("peer_rss", "peer: db_worker RSS after the drain", None),
 ]

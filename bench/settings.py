@@ -11,6 +11,9 @@ import importlib.util
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
+
+import django
 
 SECRET_KEY = "bench-only-not-secret"
 DEBUG = False
@@ -27,9 +30,15 @@ INSTALLED_APPS = [
 # The peer (Django's own tasks framework with the django-tasks-db backend), when installed:
 # `pip install -e '.[bench]'`.
 HAVE_PEER = importlib.util.find_spec("django_tasks_db") is not None
+TASKS: dict[str, dict[str, Any]] = {}
 if HAVE_PEER:
     INSTALLED_APPS.append("django_tasks_db")
-    TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+    TASKS["default"] = {"BACKEND": "django_tasks_db.DatabaseBackend"}
+# djangotasks itself as a backend of Django's tasks framework (Django >= 6.0), measured with
+# the same enqueue() calls as the peer; its tasks are in bench/benchapp/tasks.py.
+HAVE_BACKEND = django.VERSION >= (6, 0)
+if HAVE_BACKEND:
+    TASKS["djangotasks"] = {"BACKEND": "djangotasks.backend.ProcessBackend"}
 
 DB = os.environ.get("BENCH_DB", "sqlite")
 DB_NAME = os.environ.get("BENCH_DB_NAME", "djangotasks_bench")

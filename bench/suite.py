@@ -58,6 +58,13 @@ def percentile(samples: list[float], q: float) -> float | None:
     return ordered[int(rank) - 1]
 
 
+def t0_of(log: str) -> float:
+    """The ``time.time()`` a timestamped bench task printed as its first line."""
+    from bench.benchapp.models import T0_PREFIX
+
+    return float(log.split(T0_PREFIX, 1)[1].split()[0])
+
+
 # -- processes ---------------------------------------------------------------------------
 
 
@@ -183,17 +190,21 @@ class Suite:
             time.sleep(2.0)
             self.figure("rss_idle", "daemon RSS, idle", "MB").samples.append(taskd.rss_mb())
             self.pickup_and_spawn(taskd)
+            if self.args.backend:
+                self.backend_pickup(taskd)
             self.cancel(taskd)
             self.log_visible(taskd)
         finally:
             taskd.stop()
         self.drain()
+        if self.args.backend:
+            self.backend_drain()
         if self.args.peer:
             self.peer()
         self.idle_statements()
 
     def pickup_and_spawn(self, taskd: Process) -> None:
-        from bench.benchapp.models import T0_PREFIX, Probe
+        from bench.benchapp.models import Probe
         from djangotasks.statuses import FINISHED, Status
 
         pickup = self.figure("pickup", "enqueue to first line (idle daemon)", "ms")
@@ -213,7 +224,7 @@ class Suite:
 
             wait_until(done)
             assert task.status == Status.SUCCESSFUL, (task.status, task.reason, task.log)
-            t0 = float(task.log.split(T0_PREFIX, 1)[1].split()[0])
+            t0 = t0_of(task.log)
             pickup.samples.append((t0 - before) * 1000)
             spawn.samples.append((t0 - task.start_date.timestamp()) * 1000)
 
@@ -282,11 +293,7 @@ class Suite:
             wait_until(lambda task=task: task.refresh_from_db() or task.status in FINISHED)
 
     def drain(self) -> None:
-        from django.db.models import Max, Min
-
         from bench.benchapp.models import Probe
-        from djangotasks.models import Task
-        from djangotasks.statuses import FINISHED, Status
 
         rate = self.figure("drain", f"drain {self.args.tasks} no-op tasks", "tasks/s")
         rss = self.figure("rss_busy", "daemon RSS, after the drain", "MB")
@@ -295,24 +302,74 @@ class Suite:
             # Enqueue with no daemon running, so the figure is the daemon's pace alone.
             probes = Probe.objects.bulk_create(Probe() for _ in range(self.args.tasks))
             ids = [probe.noop().run().pk for probe in probes]
-            taskd = self.start_taskd()
-            try:
+            rate.samples.append(self.drain_rate(ids, rss))
 
-                def done(taskd: Process = taskd, ids: list[int] = ids) -> bool:
-                    taskd.check()
-                    finished = Task.objects.filter(pk__in=ids, status__in=FINISHED)
-                    return finished.count() == len(ids)
+    def drain_rate(self, ids: list[int], rss: Figure | None = None) -> float:
+        """Start a daemon on tasks enqueued while none ran; tasks/s from the first start to the
+        last end, so the daemon's boot is not counted."""
+        from django.db.models import Max, Min
 
-                wait_until(done, timeout=600, interval=0.1)
+        from djangotasks.models import Task
+        from djangotasks.statuses import FINISHED, Status
+
+        taskd = self.start_taskd()
+        try:
+
+            def done() -> bool:
+                taskd.check()
+                finished = Task.objects.filter(pk__in=ids, status__in=FINISHED)
+                return finished.count() == len(ids)
+
+            wait_until(done, timeout=600, interval=0.1)
+            if rss is not None:
                 rss.samples.append(taskd.rss_mb())
-            finally:
-                taskd.stop()
-            tasks = Task.objects.filter(pk__in=ids)
-            failed = tasks.exclude(status=Status.SUCCESSFUL).count()
-            assert not failed, f"{failed} no-op tasks did not succeed"
-            span = tasks.aggregate(first=Min("start_date"), last=Max("end_date"))
-            seconds = (span["last"] - span["first"]).total_seconds()
-            rate.samples.append(len(ids) / seconds)
+        finally:
+            taskd.stop()
+        tasks = Task.objects.filter(pk__in=ids)
+        failed = tasks.exclude(status=Status.SUCCESSFUL).count()
+        assert not failed, f"{failed} no-op tasks did not succeed"
+        span = tasks.aggregate(first=Min("start_date"), last=Max("end_date"))
+        return len(ids) / (span["last"] - span["first"]).total_seconds()
+
+    # djangotasks as a backend of django.tasks: the same daemon, fed by enqueue() -----------
+
+    def backend_pickup(self, taskd: Process) -> None:
+        from django.tasks import TaskResultStatus
+
+        from bench.benchapp.tasks import backend_first_line
+        from djangotasks.backend import task_of
+
+        pickup = self.figure("backend_pickup", "django.tasks enqueue() to first line", "ms")
+        self.say(f"pickup through django.tasks enqueue(): {self.runs} runs")
+        for _ in range(self.runs):
+            time.sleep(random.uniform(0.3, 0.8))  # an idle daemon, as for pickup
+            before = time.time()
+            result = backend_first_line.enqueue()
+
+            def done(result: Any = result) -> bool:
+                taskd.check()
+                result.refresh()
+                return result.is_finished
+
+            wait_until(done)
+            task = task_of(result)
+            assert result.status == TaskResultStatus.SUCCESSFUL, (task.status, task.log)
+            pickup.samples.append((t0_of(task.log) - before) * 1000)
+
+    def backend_drain(self) -> None:
+        from bench.benchapp.tasks import backend_noop
+        from djangotasks.models import Task
+
+        tasks = self.args.tasks
+        rate = self.figure("backend_drain", f"django.tasks: drain {tasks} no-op tasks", "tasks/s")
+        self.say(f"drain through django.tasks enqueue(): {self.args.drain_runs} runs of {tasks}")
+        for _ in range(self.args.drain_runs):
+            result_ids = [backend_noop.enqueue().id for _ in range(tasks)]
+            # A result's first attempt is the row whose object_id is the result's id.
+            rows = Task.objects.filter(content_type=None, object_id__in=result_ids)
+            ids = list(rows.values_list("pk", flat=True))
+            assert len(ids) == tasks, (len(ids), tasks)
+            rate.samples.append(self.drain_rate(ids))
 
     # the peer --------------------------------------------------------------------------
 
@@ -443,6 +500,7 @@ def main(argv: list[str] | None = None) -> int:
     from bench import settings
 
     args.peer = args.peer and settings.HAVE_PEER
+    args.backend = settings.HAVE_BACKEND
     suite = Suite(args.db, bench_dir, args.runs, args)
     with database(args.db, bench_dir):
         suite.run_all()
