@@ -7,6 +7,7 @@ async tasks, transactions, signals, JSON refusals, unknown ids, cancel and retri
 
 from __future__ import annotations
 
+import io
 import time
 from datetime import timedelta
 
@@ -19,6 +20,7 @@ pytest.importorskip(
     exc_type=ImportError,
 )
 
+from django.core.management import CommandError, call_command
 from django.db import transaction
 from django.utils import timezone
 
@@ -326,7 +328,7 @@ def test_run_after_defers_and_priority_orders(start_daemon):
     assert later.return_value == 2
 
 
-def test_a_daemon_serving_one_queue_never_claims_another_queues_tasks(start_daemon):
+def test_a_daemon_serving_one_queue_never_claims_another_queues_tasks(start_daemon, tmp_path):
     reports_daemon = start_daemon(queues=["reports"])
     wait_until(lambda: "queues: reports" in reports_daemon.log)
     default = tasks.add.enqueue(1, 2)
@@ -336,6 +338,12 @@ def test_a_daemon_serving_one_queue_never_claims_another_queues_tasks(start_daem
     # The default-queue task waits for a daemon that serves it, however long.
     default.refresh()
     assert default.status == TaskResultStatus.READY
+    status = io.StringIO()
+    with pytest.raises(SystemExit):  # exit 3: no daemon on this pid file, which is fine here
+        call_command("taskd", "status", "--pidfile", str(tmp_path / "none.pid"), stdout=status)
+    assert "queue: 1 scheduled (default 1)" in status.getvalue()
+    with pytest.raises(CommandError, match="--queue takes a name"):
+        call_command("taskd", "run", "--queue", "")
     default_daemon = start_daemon()
     wait_result(default)
     assert default.worker_ids == [str(default_daemon.worker.pk)]
@@ -415,8 +423,6 @@ def test_run_again_enqueues_the_same_arguments_as_a_new_result(daemon):
 
 @pytest.mark.django_db(transaction=True)
 def test_a_django_task_cannot_be_run_without_its_arguments():
-    from django.core.management import CommandError, call_command
-
     from djangotasks.registry import registry
 
     with pytest.raises(InvalidTransition, match=r"through its \.enqueue"):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from django.conf import settings
+
 from catalog.models import Dataset
 
 DATASETS = [
@@ -28,4 +30,9 @@ def seed() -> list[str]:
         Dataset.objects.get(name="Flaky supplier feed").render_report().run()
         Dataset.objects.get(name="Orders Q3").archive().run()
         done.append("scheduled a report chain, a flaky report and an archive")
+        if settings.TASKS_FRAMEWORK:
+            from catalog.reports import build_report
+
+            build_report.enqueue(tiny.pk, sections=3)
+            done.append("enqueued a Django task (catalog.reports.build_report)")
     return done

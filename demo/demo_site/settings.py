@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+from importlib.util import find_spec
 from pathlib import Path
+
+import django
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # DJANGOTASKS_DEMO_DB lets the smoke test (or you) keep the database elsewhere.
@@ -79,6 +82,19 @@ DJANGOTASKS = {
     "CANCEL_GRACE": 2.0,
     "PIDFILE": str(VAR / "taskd.pid"),
 }
+
+# Django's tasks framework runs in the same daemon (catalog/reports.py): Django's own on
+# Django >= 6.0, the django-tasks backport on 5.2 where it is installed.
+TASKS_FRAMEWORK = django.VERSION >= (6, 0) or find_spec("django_tasks") is not None
+if django.VERSION < (6, 0) and TASKS_FRAMEWORK:
+    INSTALLED_APPS.append("django_tasks")
+if TASKS_FRAMEWORK:
+    TASKS = {
+        "default": {
+            "BACKEND": "djangotasks.backend.ProcessBackend",
+            "QUEUES": ["default", "reports"],
+        }
+    }
 
 LOGGING = {
     "version": 1,

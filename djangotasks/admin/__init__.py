@@ -15,7 +15,8 @@ from django.contrib import admin
 
 from djangotasks.admin.dashboard_entry import DashboardEntryAdmin
 from djangotasks.admin.mixin import TaskAdminMixin
-from djangotasks.admin.task_admin import TaskAdmin, WorkerAdmin
+from djangotasks.admin.task_admin import TaskAdmin
+from djangotasks.admin.worker_admin import WorkerAdmin
 from djangotasks.models import Dashboard, Task, Worker
 
 admin.site.register(Task, TaskAdmin)

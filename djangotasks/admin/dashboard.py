@@ -18,9 +18,10 @@ from django.db.models import Count, Q
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import urlencode
 from django.utils.translation import gettext as _
 
-from djangotasks.admin import charts, panels
+from djangotasks.admin import charts, panels, results
 from djangotasks.admin.pagination import AtLeast, prefetch_targets
 from djangotasks.models import Task, Worker
 from djangotasks.statuses import ACTIVE, FAILED, Status
@@ -58,6 +59,13 @@ class StatusCount:
     status: str
     label: str
     count: AtLeast
+    url: str
+
+
+@dataclass
+class QueueDepth:
+    name: str
+    depth: int
     url: str
 
 
@@ -117,6 +125,7 @@ def live_context(model_admin: TaskAdmin, request: HttpRequest) -> dict[str, Any]
             panels.card(request, model_admin.admin_site, t, with_log=False) for t in running
         ],
         "queue_depth": capped_count(tasks.filter(status=Status.SCHEDULED)),
+        "queues": queue_depths(tasks, changelist),
         "queue_due": capped_count(tasks.claimable(now)),
         "workers": workers,
         "capacity": sum(w.capacity for w in workers if w.is_alive),
@@ -127,6 +136,21 @@ def live_context(model_admin: TaskAdmin, request: HttpRequest) -> dict[str, Any]
         "live_refresh": LIVE_REFRESH,
         "charts_refresh": CHARTS_REFRESH,
     }
+
+
+def queue_depths(tasks: TaskQuerySet, changelist: str) -> list[QueueDepth]:
+    """Scheduled tasks per queue, of the tasks the user may see. Every known queue is
+    listed, an empty one with 0: a queue that is missing from the list is not configured."""
+    depths = dict.fromkeys(results.known_queues(), 0)
+    depths.update(tasks.filter(status=Status.SCHEDULED).queue_depths())
+    return [
+        QueueDepth(
+            name,
+            depth,
+            f"{changelist}?status__exact={Status.SCHEDULED}&{urlencode({'queue': name})}",
+        )
+        for name, depth in sorted(depths.items())
+    ]
 
 
 def charts_context(model_admin: TaskAdmin, request: HttpRequest) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from django.contrib import admin
 from django.utils.translation import gettext_lazy as _
 
+from djangotasks.admin.results import known_queues
 from djangotasks.models import Worker
 from djangotasks.models.task import content_types
 from djangotasks.registry import registry
@@ -79,4 +80,24 @@ class WorkerFilter(admin.SimpleListFilter):
         value = self.value()
         if value and value.isdigit():
             return queryset.filter(worker_id=int(value))
+        return queryset
+
+
+class QueueFilter(admin.SimpleListFilter):
+    """By queue, with the choices from the settings and the registry (not ``SELECT
+    DISTINCT``); any queue name in the URL filters too."""
+
+    title = _("queue")
+    parameter_name = "queue"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        queues = known_queues()
+        value = self.value()
+        if value and value not in queues:
+            queues.append(value)  # a queue removed since: still shown as the one chosen
+        return [(queue, queue) for queue in queues]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value():
+            return queryset.filter(queue_name=self.value())
         return queryset

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from django.contrib.contenttypes.models import ContentType
 from django.urls import reverse
 
-from djangotasks.admin import permissions
+from djangotasks.admin import permissions, results
 from djangotasks.models import Task, TaskLogChunk
 from djangotasks.models.task import content_types
 from djangotasks.registry import TaskDefinition, registry
@@ -76,6 +76,14 @@ class TaskCard:
         return self.task.status not in PENDING
 
     @property
+    def subject(self) -> str:
+        """What it runs on: its object, or a Django task's arguments (it has no object)."""
+        if self.task.is_django_task:
+            return f"{results.call_text(self.task)} · {results.short_id(self.task)}"
+        target = self.task.target
+        return "—" if target is None else str(target)
+
+    @property
     def dom_id(self) -> str:
         return f"djangotasks-task-{self.task.name.replace('.', '-')}"
 
@@ -89,6 +97,8 @@ def url(admin_site: AdminSite, name: str, *args: object) -> str:
 
 
 def run_url(admin_site: AdminSite, task: Task) -> str:
+    if task.is_django_task:
+        return url(admin_site, "again", task.pk)  # its own arguments, as a new result
     if task.content_type_id is None:
         return url(admin_site, "run", task.name)
     return url(admin_site, "run_object", task.name, task.content_type_id, task.object_id)

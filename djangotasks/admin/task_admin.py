@@ -13,14 +13,13 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
 
-from djangotasks.admin import dashboard, panels, permissions
-from djangotasks.admin.filters import ModelFilter, TaskNameFilter, WorkerFilter
+from djangotasks.admin import dashboard, panels, permissions, results
+from djangotasks.admin.filters import ModelFilter, QueueFilter, TaskNameFilter, WorkerFilter
 from djangotasks.admin.pagination import LookaheadPaginator, TaskChangeList, page_number
 from djangotasks.admin.views import TaskViewsMixin
 from djangotasks.exceptions import InvalidTransition
-from djangotasks.models import Task, TaskLogChunk, Worker, graph
+from djangotasks.models import Task, TaskLogChunk, graph
 from djangotasks.models.task import content_types
-from djangotasks.registry import UnknownTask
 from djangotasks.statuses import ACTIVE, PENDING
 from djangotasks.templatetags.djangotasks_admin import (
     duration,
@@ -36,24 +35,24 @@ if TYPE_CHECKING:
 
     from djangotasks.models.task import TaskQuerySet
 
-    # ModelAdmin is generic in the stubs only.
-    _TaskModelAdmin = admin.ModelAdmin[Task]
-    _WorkerModelAdmin = admin.ModelAdmin[Worker]
+    _TaskModelAdmin = admin.ModelAdmin[Task]  # generic in the stubs only
 else:
-    _TaskModelAdmin = _WorkerModelAdmin = admin.ModelAdmin
+    _TaskModelAdmin = admin.ModelAdmin
 
 MEDIA_CSS = {"all": ["djangotasks/djangotasks.css"]}
 MEDIA_JS = ["djangotasks/djangotasks.js"]
 
 
-class TaskAdmin(TaskViewsMixin, _TaskModelAdmin):
-    # Eight columns that fit a 1280 px window with the admin's sidebar and filters open: the
-    # id rides along in the task column, which links to the task's page.
+class TaskAdmin(TaskViewsMixin, results.ResultFieldsMixin, _TaskModelAdmin):
+    # Nine columns that fit a 1280 px window with the admin's sidebar and filters open: the
+    # id rides along in the task column, which links to the task's page; a Django task's
+    # arguments stand where an object would.
     list_display = [
         "status_column",
         "progress_column",
         "target_column",
         "task_column",
+        "queue_name",
         "start_column",
         "duration_column",
         "worker_column",
@@ -62,6 +61,7 @@ class TaskAdmin(TaskViewsMixin, _TaskModelAdmin):
     list_filter = [
         "status",
         TaskNameFilter,
+        QueueFilter,
         ModelFilter,
         WorkerFilter,
         ("created_at", admin.DateFieldListFilter),
@@ -108,10 +108,9 @@ class TaskAdmin(TaskViewsMixin, _TaskModelAdmin):
                 ]
             },
         ),
-        (_("Arguments and result"), {"fields": ["arguments", "result"], "classes": ["collapse"]}),
     ]
     readonly_fields = ["label_column", "target_column", "status_column", "progress_column"]
-    readonly_fields += ["duration_column"]
+    readonly_fields += ["duration_column", *results.ResultFieldsMixin.result_fields]
 
     class Media:
         css = MEDIA_CSS
@@ -231,6 +230,13 @@ class TaskAdmin(TaskViewsMixin, _TaskModelAdmin):
 
     @admin.display(description=_("object"))
     def target_column(self, task: Task) -> str:
+        if task.is_django_task:
+            # The arguments stand where an object would; the tooltip has the result's id.
+            return format_html(
+                '<span class="djangotasks-call" title="{}">{}</span>',
+                _("result %s") % task.object_id,
+                results.call_text(task),
+            )
         if task.content_type_id is None:
             return "—"
         target = task.target
@@ -296,14 +302,17 @@ class TaskAdmin(TaskViewsMixin, _TaskModelAdmin):
             for task in shown:
                 if task.status in PENDING and not task.archived:
                     pending += 1
+                elif task.definition is None:  # its code is gone: say so, not "denied"
+                    failed.append(f"{results.title(task)} ({_('no such task any more')})")
                 elif not access.may_run(task):
                     denied += 1
                 else:
                     try:
                         task.run()
                         scheduled += 1
-                    except (UnknownTask, ValueError, InvalidTransition) as exc:
-                        failed.append(f"#{task.pk} ({exc})")
+                    except results.run_errors() as exc:
+                        # A Django task is enqueued again: settings may refuse it since.
+                        failed.append(f"{results.title(task)} ({exc})")
         message = ngettext("%d task scheduled.", "%d tasks scheduled.", scheduled) % scheduled
         if pending:
             message += (
@@ -344,6 +353,7 @@ class TaskAdmin(TaskViewsMixin, _TaskModelAdmin):
                 name=name("panel"),
             ),
             path("<int:pk>/cancel/", view(require_POST(self.cancel_view)), name=name("cancel")),
+            path("<int:pk>/again/", view(require_POST(self.again_view)), name=name("again")),
             path("<int:pk>/head/", view(self.head_view), name=name("head")),
             path("<int:pk>/log/", view(self.log_view), name=name("log")),
             path("<int:pk>/log.txt", view(self.log_text_view), name=name("log_text")),
@@ -372,6 +382,8 @@ class TaskAdmin(TaskViewsMixin, _TaskModelAdmin):
             extra_context["tree"] = graph.dependency_tree(task)
             extra_context["dependents"] = list(task.dependents.order_by("id"))
             extra_context["djangotasks_dashboard_url"] = panels.url(self.admin_site, "dashboard")
+            if task.is_django_task:
+                extra_context["subtitle"] = results.title(task)
         elif task is not None:
             raise PermissionDenied
         return super().change_view(request, object_id, form_url, extra_context)
@@ -392,36 +404,3 @@ def refused(count: int) -> str:
         )
         % count
     )
-
-
-class WorkerAdmin(_WorkerModelAdmin):
-    """The daemons, as their heartbeats recorded them. Read-only."""
-
-    list_display = [
-        "__str__", "machine", "mode", "capacity", "started_at", "last_seen", "stopped_at"
-    ]  # fmt: skip
-    list_filter = ["mode", ("last_seen", admin.DateFieldListFilter)]
-    search_fields = ["hostname", "=pid", "host_key"]
-
-    @admin.display(description=_("machine / pid namespace"), ordering="host_key")
-    def machine(self, obj: Worker) -> str:
-        # "<boot id>/<dev>:<inode>" is 49 characters: the list shows the boot id's first
-        # block and the namespace's inode, enough to tell machines and containers apart; the
-        # whole key is in the title and on the worker's page.
-        boot_id, _sep, namespace = obj.host_key.partition("/")
-        if not boot_id:
-            return "—"
-        short = f"{boot_id.split('-')[0]}/{namespace.rpartition(':')[2]}"
-        return format_html('<span title="{}">{}</span>', obj.host_key, short)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Worker | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Worker | None = None) -> bool:
-        # A live daemon's row is its identity: deleting it would orphan its running tasks.
-        if obj is not None and obj.is_alive:
-            return False
-        return super().has_delete_permission(request, obj)

@@ -19,7 +19,7 @@ from django.utils.translation import gettext as _
 from django_htmx.http import HTMX_STOP_POLLING
 from django_htmx.middleware import HtmxDetails
 
-from djangotasks.admin import panels, permissions
+from djangotasks.admin import panels, permissions, results
 from djangotasks.exceptions import InvalidTransition
 from djangotasks.models import Task, TaskLogChunk
 from djangotasks.models.task import content_types
@@ -132,6 +132,9 @@ class TaskViewsMixin:
             definition = registry.get(name)
         except UnknownTask as exc:
             raise Http404(str(exc)) from exc
+        if definition.takes_arguments:
+            # A django.tasks task runs with arguments: from code, or again from a result.
+            raise Http404(_("This task takes arguments: enqueue it from code."))
         target = None
         if definition.is_method:
             model = get_object_or_404(ContentType, pk=content_type_id).model_class()
@@ -155,6 +158,30 @@ class TaskViewsMixin:
             return self.respond(request, current, error=str(exc))
         return self.respond(
             request, task, notice=_("%(task)s scheduled.") % {"task": definition.label}
+        )
+
+    def again_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        """Run this task again: a Django task is enqueued with its arguments as a new result."""
+        task = self.get_visible_task(request, pk)
+        if not permissions.Access.of(request, self.admin_site).may_run(task):
+            raise PermissionDenied
+        if task.status in PENDING and not task.archived:
+            notice = _("%(task)s is already %(status)s.") % {
+                "task": results.title(task),
+                "status": task.status_display.lower(),
+            }
+            return self.respond(request, task, notice=notice)
+        try:
+            again = task.run()
+        except results.run_errors() as exc:
+            # Settings changed since (a queue or backend removed), or the code is gone.
+            error = _("%(task)s could not run again: %(error)s") % {
+                "task": results.title(task),
+                "error": exc,
+            }
+            return self.respond(request, task, error=error)
+        return self.respond(
+            request, again, notice=_("%(task)s scheduled.") % {"task": results.title(again)}
         )
 
     def cancel_view(self, request: HttpRequest, pk: int) -> HttpResponse:

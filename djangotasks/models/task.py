@@ -202,6 +202,8 @@ class Task(models.Model):
         ordering = ["-created_at", "-id"]
         indexes = [
             models.Index(fields=["status", "-priority", "id"], name="djangotasks_claim"),
+            # Depth per queue (dashboard, taskd status) from the index alone.
+            models.Index(fields=["status", "queue_name"], name="djangotasks_queue"),
             models.Index(fields=["content_type", "object_id"], name="djangotasks_object"),
             # Counts per status of the tasks a restricted admin user may see (their objects'
             # keys) are read from this index alone: the dashboard polls them.
@@ -226,7 +228,7 @@ class Task(models.Model):
         model = self.content_type.model if self.content_type else "object"
         target = f" of {model} #{self.object_id}" if self.object_id else ""
         if self.is_django_task:
-            target = f" (result {self.object_id})"
+            target = f" (result {self.object_id[:8]})"  # a uuid: its first block tells apart
         number = f"#{self.pk} " if self.pk else ""
         return f"{number}{self.label}{target} ({self.status})"
 
@@ -258,6 +260,14 @@ class Task(models.Model):
     def is_django_task(self) -> bool:
         """Enqueued through Django's tasks framework (it has arguments and a result id)."""
         return self.arguments is not None and self.content_type_id is None
+
+    @property
+    def call_arguments(self) -> tuple[list[Any], dict[str, Any]]:
+        """A Django task's ``(args, kwargs)``; empty for other tasks, and for parts of a row
+        edited by hand into something else."""
+        arguments = self.arguments if isinstance(self.arguments, dict) else {}
+        args, kwargs = arguments.get("args"), arguments.get("kwargs")
+        return (args if isinstance(args, list) else [], kwargs if isinstance(kwargs, dict) else {})
 
     @property
     def duration(self) -> timedelta | None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import sys
+import textwrap
 import time
 from datetime import timedelta
 from typing import Any
@@ -19,6 +21,10 @@ from djangotasks.statuses import FINISHED, Status
 
 FOLLOW_INTERVAL = 0.5
 PRUNE_BATCH = 1000
+# A Django task's call in a list line; "show" has it all.
+SHORT_CALL = 60
+# Longer JSON values (arguments, return value) are printed indented on lines of their own.
+SHORT_JSON = 100
 
 
 class Command(BaseCommand):
@@ -29,6 +35,9 @@ class Command(BaseCommand):
         listing = sub.add_parser("list", help="recent tasks, newest first")
         listing.add_argument("--status", choices=Status.values)
         listing.add_argument("--name", help="task name, e.g. shop.Dataset.import_rows")
+        listing.add_argument(
+            "--queue", action="append", metavar="NAME", help="only this queue (repeatable)"
+        )
         listing.add_argument("--archived", action="store_true", help="include earlier runs")
         listing.add_argument("--limit", type=int, default=50)
         show = sub.add_parser("show", help="one task with its log")
@@ -63,32 +72,59 @@ class Command(BaseCommand):
             tasks = tasks.filter(status=options["status"])
         if options["name"]:
             tasks = tasks.filter(name=options["name"])
+        tasks = tasks.in_queues(options["queue"])
         for task in tasks[: options["limit"]]:
             duration = task.duration
             took = f"{duration.total_seconds():.1f}s" if duration is not None else "-"
-            model = task.content_type.model if task.content_type else "object"
-            target = f"{model} #{task.object_id}" if task.object_id else "-"
-            self.stdout.write(f"#{task.pk:<6} {task.status:<16} {took:>9}  {task.name}  {target}")
+            if task.is_django_task:
+                target = f"{_call(task, SHORT_CALL)}  result {task.object_id}"
+            else:
+                model = task.content_type.model if task.content_type else "object"
+                target = f"{model} #{task.object_id}" if task.object_id else "-"
+            self.stdout.write(
+                f"#{task.pk:<6} {task.status:<16} {took:>9}  {task.queue_name:<10} "
+                f"{task.name}  {target}"
+            )
 
     def _show(self, options: dict[str, Any]) -> None:
         task = self._get(options["task_id"])
         archives = ", ".join(f"#{pk}" for pk in task.archives().values_list("pk", flat=True))
         fields = [
             ("task", f"{task.label} ({task.name})"),
-            ("object", str(task.target) if task.object_id else "-"),
+            *self._subject(task),
             ("status", task.status_display),
             ("reason", task.reason or "-"),
             ("scheduled", str(task.created_at)),
             ("started", str(task.start_date or "-")),
             ("ended", str(task.end_date or "-")),
             ("worker", f"{task.worker} pid {task.pid}" if task.worker else "-"),
+            ("queue", task.queue_name),
+            ("priority", str(task.priority)),
+            ("run after", str(task.run_after or "-")),
             ("attempt", str(task.attempt)),
             ("archives", archives or "-"),
         ]
         for name, value in fields:
-            self.stdout.write(f"{name:>10}: {value}")
+            self.stdout.write(f"{name:>12}: {value}")
+        if task.is_django_task:
+            args, kwargs = task.call_arguments
+            call = {"args": args, "kwargs": kwargs}
+            self.stdout.write(f"{'arguments':>12}: {_json(call)}")
+            if task.status == Status.SUCCESSFUL:
+                self.stdout.write(f"{'return value':>12}: {_json(task.result)}")
+        error = task.error if isinstance(task.error, dict) else {}
+        if error.get("exception_class_path"):
+            self.stdout.write(f"{'error':>12}: {error['exception_class_path']}")
+            traceback = str(error.get("traceback") or "").rstrip("\n")
+            self.stdout.write(textwrap.indent(traceback, "    "))
         self.stdout.write("")
         self.stdout.write(task.log, ending="")
+
+    def _subject(self, task: Task) -> list[tuple[str, str]]:
+        if not task.is_django_task:
+            return [("object", str(task.target) if task.object_id else "-")]
+        backend = (task.arguments or {}).get("backend", "-")
+        return [("result", f"{task.object_id} (backend {backend})"), ("call", _call(task))]
 
     def _run(self, options: dict[str, Any]) -> None:
         try:
@@ -108,7 +144,10 @@ class Command(BaseCommand):
                 raise CommandError(
                     f"No {definition.model.__name__} with primary key {options['object_id']!r}."
                 ) from None
-        task = definition.current(target).run()
+        try:
+            task = definition.current(target).run()
+        except InvalidTransition as exc:
+            raise CommandError(str(exc)) from None
         self.stdout.write(f"#{task.pk} {task.status}")
 
     def _cancel(self, options: dict[str, Any]) -> None:
@@ -157,3 +196,19 @@ class Command(BaseCommand):
     def _names(self, options: dict[str, Any]) -> None:
         for definition in sorted(registry, key=lambda d: d.name):
             self.stdout.write(f"{definition.name}  ({definition.label})")
+
+
+def _call(task: Task, limit: int | None = None) -> str:
+    """A Django task's call as written: ``build_report(42, full=True)``."""
+    args, kwargs = task.call_arguments
+    parts = [repr(value) for value in args] + [f"{k}={v!r}" for k, v in kwargs.items()]
+    text = f"{task.name.rpartition('.')[2]}({', '.join(parts)})"
+    return text if limit is None or len(text) <= limit else text[: limit - 2] + "…)"
+
+
+def _json(value: Any) -> str:
+    """One line when it is short, else indented under its label."""
+    text = json.dumps(value, ensure_ascii=False)
+    if len(text) <= SHORT_JSON:
+        return text
+    return "\n" + textwrap.indent(json.dumps(value, indent=2, ensure_ascii=False), "    ")
