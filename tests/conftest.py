@@ -23,6 +23,8 @@ from djangotasks.statuses import FINISHED
 
 ROOT = Path(__file__).resolve().parent.parent
 _counter = itertools.count(1)
+# What a daemon logs once it is registered and serving (daemon.py, _setup).
+STARTED = " started: up to "
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.02) -> Any:
@@ -143,10 +145,11 @@ def start_daemon(
         daemon = DaemonProcess(popen, log_path, pidfile)
         started.append(daemon)
         if wait:
-            wait_until(
-                lambda: Worker.objects.filter(pid=popen.pid).exists() or popen.poll() is not None
-            )
+            # Its start-up line comes after it registered and recovered its predecessors: a
+            # test that kills another daemon from here on cannot race that recovery.
+            wait_until(lambda: STARTED in daemon.log or popen.poll() is not None)
             assert popen.poll() is None, daemon.log
+            assert Worker.objects.filter(pid=popen.pid).exists(), daemon.log
         return daemon
 
     yield start
