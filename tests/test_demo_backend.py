@@ -2,19 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import http.cookiejar
-import os
 import re
-import signal
-import sqlite3
-import subprocess
-import sys
-import urllib.request
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
@@ -24,78 +12,8 @@ pytest.importorskip(
     exc_type=ImportError,
 )
 
-from tests.conftest import ROOT, wait_until
-from tests.test_demo import fetch, free_port, processes_with
-
-CSRF = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
-
-
-@dataclass
-class Demo:
-    base: str
-    database: Path
-    opener: urllib.request.OpenerDirector
-
-    def get(self, path: str) -> str:
-        return fetch(self.opener, self.base + path)[1]
-
-    def post(self, path: str, data: dict[str, str]) -> str:
-        token = CSRF.search(self.get(path))
-        assert token, path
-        return fetch(self.opener, self.base + path, {"csrfmiddlewaretoken": token[1], **data})[1]
-
-    def query(self, sql: str, *params: object) -> list[tuple[object, ...]]:
-        with contextlib.closing(sqlite3.connect(self.database, timeout=20)) as db:
-            return db.execute(sql, params).fetchall()
-
-
-@contextlib.contextmanager
-def running_demo(tmp_path: Path) -> Iterator[Demo]:
-    """``rundemo`` logged in as the demo user; stopped, with every process it started."""
-    port, token = free_port(), uuid.uuid4().hex
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGOTASKS")}
-    env.update(
-        DJANGO_SETTINGS_MODULE="demo_site.settings",
-        DJANGOTASKS_DEMO_DB=str(tmp_path / "demo.sqlite3"),
-        DEMO_ROW_SECONDS="0.002",
-        DJANGOTASKS_DEMO_SMOKE=token,
-    )
-    output = tmp_path / "rundemo.log"
-    with open(output, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "demo/manage.py", "rundemo", "--port", str(port)],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    demo = Demo(
-        f"http://127.0.0.1:{port}",
-        tmp_path / "demo.sqlite3",
-        urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())),
-    )
-
-    def login_page() -> bool:
-        assert proc.poll() is None, output.read_text()
-        with contextlib.suppress(OSError):
-            return bool(demo.get("/admin/login/"))
-        return False
-
-    try:
-        wait_until(login_page, timeout=60, interval=0.2)
-        demo.post("/admin/login/", {"username": "demo", "password": "demo", "next": "/admin/"})
-        yield demo
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(40)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        left = processes_with(f"DJANGOTASKS_DEMO_SMOKE={token}".encode())
-        for pid in left:
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
-    assert proc.returncode == 0, output.read_text()
-    assert left == [], f"rundemo left processes behind: {left}"
-    assert "enqueued a Django task (catalog.reports.build_report)" in output.read_text()
+from tests.conftest import wait_until
+from tests.demo_process import running_demo
 
 
 @pytest.mark.timeout(180)
@@ -141,3 +59,4 @@ def test_build_report_is_enqueued_from_the_admin_and_watched(tmp_path):
         assert "&quot;path&quot;: &quot;reports/" in watched  # the return value
         dashboard = demo.get("/admin/djangotasks/task/dashboard/")
         assert "Queues" in dashboard and "?status__exact=scheduled&amp;queue=reports" in dashboard
+    assert "enqueued a Django task (catalog.reports.build_report)" in demo.output.read_text()
