@@ -20,6 +20,7 @@ from typing import Any
 from django.db import models
 
 from djangotasks import current_task, task
+from tests.published import publish
 from tests.untrusted_tasks import UntrustedTasks
 
 __all__ = ["Fault"]  # what tests/models.py re-exports
@@ -48,7 +49,7 @@ class Fault(UntrustedTasks):
 
     def _write(self, text: str) -> None:
         if self.path:
-            Path(self.path).write_text(text)
+            publish(self.path, text)
 
     @task
     def segfault(self) -> None:

@@ -11,11 +11,11 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from django.db import models
 
 from djangotasks import current_task, task
+from tests.published import publish
 
 
 def wait_for(path: str, timeout: float = 120) -> None:
@@ -55,7 +55,7 @@ class Job(models.Model):
         """Print, mark the path as started, then sleep ``seconds``."""
         print("sleeping", flush=False)
         if self.path:
-            Path(self.path).write_text(str(os.getpid()))
+            publish(self.path, str(os.getpid()))
         time.sleep(self.seconds)
         print("woke up")
 
@@ -107,14 +107,14 @@ class Job(models.Model):
     def grandchild(self) -> None:
         """Start a long-lived grandchild; write its pid to ``path``; wait forever."""
         proc = subprocess.Popen(["sleep", "600"])
-        Path(self.path).write_text(str(proc.pid))
+        publish(self.path, str(proc.pid))
         print("grandchild", proc.pid)
         time.sleep(600)
 
     @task
     def ignore_sigterm(self) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        Path(self.path).write_text(str(os.getpid()))
+        publish(self.path, str(os.getpid()))
         print("ignoring SIGTERM")
         time.sleep(600)
 
@@ -122,7 +122,7 @@ class Job(models.Model):
     def escape(self) -> None:
         """A grandchild that leaves the process group with setsid; pid written to ``path``."""
         proc = subprocess.Popen(["sleep", "600"], start_new_session=True)
-        Path(self.path).write_text(str(proc.pid))
+        publish(self.path, str(proc.pid))
         time.sleep(600)
 
     @task

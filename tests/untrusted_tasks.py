@@ -9,11 +9,11 @@ from __future__ import annotations
 import os
 import sys
 import time
-from pathlib import Path
 
 from django.db import models
 
 from djangotasks import current_task, task
+from tests.published import publish
 
 # Characters of 1, 2, 3 and 4 UTF-8 bytes, and a line end: a log made of them tests that
 # nothing is cut by bytes where characters are meant, or split inside a character.
@@ -110,7 +110,7 @@ class UntrustedTasks(models.Model):
                 os._exit(0)
         while os.getsid(pid) != pid:  # report it once it has left: tests check that it did
             time.sleep(0.001)
-        Path(self.path).write_text(f"{os.getpid()} {pid}")
+        publish(self.path, f"{os.getpid()} {pid}")
         print("forked", pid)
         time.sleep(self.seconds)
 

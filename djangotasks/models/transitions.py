@@ -222,9 +222,14 @@ def claim(worker: Worker, limit: int, queues: Collection[str] | None = None) -> 
         if not ids:
             return []
         # On SQLite there are no row locks; the status condition makes the update a CAS, and
-        # the IMMEDIATE transaction serialises claimers.
+        # the IMMEDIATE transaction serialises claimers. The start is read now, not at the
+        # top: a task committed after that first reading must not start before it was made.
         Task.objects.filter(pk__in=ids, status=Status.SCHEDULED).update(
-            status=Status.RUNNING, worker=worker, start_date=now, end_date=None, pid=None
+            status=Status.RUNNING,
+            worker=worker,
+            start_date=timezone.now(),
+            end_date=None,
+            pid=None,
         )
         tasks = list(
             Task.objects.filter(pk__in=ids, status=Status.RUNNING, worker=worker)
