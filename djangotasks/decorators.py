@@ -9,11 +9,13 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.db.models.signals import class_prepared
 
-from djangotasks.registry import TaskDefinition, registry
+from djangotasks.registry import ScheduleSpec, TaskDefinition, registry
+from djangotasks.ticks import InvalidSchedule, Ticks
 
 if TYPE_CHECKING:
     from django.db.models import Model
@@ -21,6 +23,8 @@ if TYPE_CHECKING:
     from djangotasks.models import Task
 
 OPTIONS = ("label", "timeout", "memory_limit", "priority", "retries", "retry_delay", "queue")
+# A schedule and the options that go with it (function tasks only).
+SCHEDULE_OPTIONS = ("schedule", "time_zone", "missed", "missed_within", "overlap")
 
 
 def task(*args: Any, **options: Any) -> Any:
@@ -29,10 +33,12 @@ def task(*args: Any, **options: Any) -> Any:
     Dependencies are other @task methods of the same model (or their names as strings, for
     forward references) and @task functions.
     """
-    unknown = sorted(set(options) - set(OPTIONS))
+    unknown = sorted(set(options) - set(OPTIONS) - set(SCHEDULE_OPTIONS))
     if unknown:
-        raise TypeError(f"@task got unknown option(s) {', '.join(unknown)}; known: {OPTIONS}")
+        known = OPTIONS + SCHEDULE_OPTIONS
+        raise TypeError(f"@task got unknown option(s) {', '.join(unknown)}; known: {known}")
     check_options(options)
+    options = _with_schedule(options)
     if len(args) == 1 and inspect.isfunction(args[0]) and not options:
         return _make(args[0], (), {})
     for dependency in args:
@@ -66,6 +72,37 @@ def check_options(options: dict[str, Any]) -> None:
         raise TypeError("@task(retries=...) cannot be negative")
 
 
+def _with_schedule(options: dict[str, Any]) -> dict[str, Any]:
+    """The options with the schedule's gathered into one ``ScheduleSpec`` (checked)."""
+    given = {name: options[name] for name in SCHEDULE_OPTIONS if name in options}
+    options = {name: value for name, value in options.items() if name not in given}
+    if not given:
+        return options
+    when = given.pop("schedule", None)
+    if when is None:
+        raise TypeError(f"@task({', '.join(given)}=...) goes with schedule=...")
+    if isinstance(when, str):
+        spec = ScheduleSpec(cron=when, **given)
+    elif isinstance(when, timedelta):
+        spec = ScheduleSpec(interval=when, **given)
+    else:
+        raise TypeError(f"@task(schedule=...) is a cron expression or a timedelta, not {when!r}")
+    try:
+        Ticks(spec.cron, spec.interval, spec.time_zone or "UTC")
+    except InvalidSchedule as exc:
+        raise TypeError(f"@task(schedule=...): {exc}") from None
+    if spec.missed not in ("latest", "none", "each"):
+        raise TypeError(f"@task(missed=...) is 'latest', 'none' or 'each', not {spec.missed!r}")
+    if spec.overlap not in ("skip", "queue"):
+        raise TypeError(f"@task(overlap=...) is 'skip' or 'queue', not {spec.overlap!r}")
+    if not isinstance(spec.missed_within, timedelta) or spec.missed_within <= timedelta(0):
+        raise TypeError(
+            f"@task(missed_within=...) is a positive timedelta, not {spec.missed_within!r}"
+        )
+    options["schedule"] = spec
+    return options
+
+
 def _make(
     func: Callable[..., Any], dependencies: tuple[Any, ...], options: dict[str, Any]
 ) -> TaskMethod | TaskFunction:
@@ -75,6 +112,11 @@ def _make(
     parameters = list(inspect.signature(func).parameters.values())
     # "Model.method" is a method; "outer.<locals>.f" is a function nested in a function.
     is_method = "." in qualname and not qualname.rsplit(".", 1)[0].endswith("<locals>")
+    if is_method and "schedule" in options:
+        raise TypeError(
+            f"@task method {qualname} cannot have a schedule: a scheduled run has no object "
+            f"to run it on. Schedule a @task function (which may run methods of objects)."
+        )
     if is_method:
         if len(parameters) != 1 or parameters[0].kind not in (
             inspect.Parameter.POSITIONAL_ONLY,

@@ -7,7 +7,8 @@ it never imports a path read from the database.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -26,6 +27,18 @@ class UnknownTask(LookupError):
             "tasks.py is imported automatically)."
         )
         self.name = name
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    """``@task(schedule=...)``: when a function task runs by itself (see models.schedule)."""
+
+    cron: str = ""
+    interval: timedelta | None = None
+    time_zone: str | None = None  # None: settings.TIME_ZONE
+    missed: str = "latest"
+    missed_within: timedelta = timedelta(hours=1)
+    overlap: str = "skip"
 
 
 @dataclass(frozen=True)
@@ -48,7 +61,7 @@ class TaskDefinition:
     # The ``django.tasks`` Task of a task enqueued through the djangotasks backend; its rows
     # carry their arguments, and each enqueue is a run of its own.
     django_task: Any = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    schedule: ScheduleSpec | None = None
 
     @property
     def is_method(self) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 from django.conf import settings
 
@@ -36,3 +37,21 @@ signals.task_completed.connect(_record_signal("completed"), weak=False)
 
 if settings.HAVE_TASKS_FRAMEWORK:
     from tests import backend_tasks  # noqa: F401 - Django's tasks framework
+
+
+@task
+def every_tick() -> None:
+    """What the schedule tests run: quick, and says which tick it serves."""
+    print("tick")
+
+
+@task
+def slow_tick() -> None:
+    """A scheduled run that outlasts its schedule's interval: the next ticks overlap it."""
+    print("slow tick")
+    time.sleep(float(os.environ.get("DJANGOTASKS_SLOW_TICK", "3")))
+
+
+if os.environ.get("DJANGOTASKS_TEST_SCHEDULES"):
+    # Schedules written in code would tick in every test's daemons: only where asked for.
+    from tests import scheduled_tasks  # noqa: F401

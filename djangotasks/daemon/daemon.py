@@ -27,12 +27,13 @@ from typing import Any
 from django.db import close_old_connections
 from django.utils import timezone
 
-from djangotasks import conf, dberrors, notify, routing
+from djangotasks import conf, dberrors, notify, routing, scheduler
 from djangotasks.daemon import linux
 from djangotasks.daemon.lease import Watchdog, lease_seconds
 from djangotasks.daemon.logwriter import LogWriter
 from djangotasks.daemon.process import TaskProcess, describe_exit
 from djangotasks.daemon.queue import Queue
+from djangotasks.daemon.schedules import ScheduleTimer
 from djangotasks.daemon.wakeups import WakeUps
 from djangotasks.exceptions import WorkerLost
 from djangotasks.models import Worker, recovery, transitions
@@ -95,6 +96,7 @@ class Daemon(WakeUps, Queue):
         self.next_maintenance = now
         self.next_flush = now
         self.next_due: float | None = None
+        self.schedule_timer = ScheduleTimer()
         self.claim_paused_until = now
         self.start_failures: dict[int, int] = {}  # task id -> failed starts in a row
         self.unsaved_pids: dict[int, int] = {}  # task id -> pid not yet recorded
@@ -160,6 +162,8 @@ class Daemon(WakeUps, Queue):
             # mode (forking a threaded web process): there the loop alone keeps the lease.
             self.watchdog.start()
         self._register()
+        # Schedules written in code (@task(schedule=...)) as this start of the code has them.
+        scheduler.sync_code_schedules()
         self._open_wakeup_channel()
         logger.info(
             "taskd %s started: up to %d tasks at once, %s, database %s (%s), queues: %s",
@@ -285,6 +289,8 @@ class Daemon(WakeUps, Queue):
                 deadlines.append(self.next_flush)
             if (progress_due := self._progress_due()) is not None:
                 deadlines.append(progress_due)
+            if not self.stopping:
+                deadlines.append(self.schedule_timer.due_at)
         if self.watcher is not None:
             deadlines.append(self._next_watch(now))
         if self._cancels_polled():
@@ -348,6 +354,9 @@ class Daemon(WakeUps, Queue):
                     raise
                 self._finish_despite(proc, exc)
             self.finishing.pop(0)
+            self.schedule_timer.task_ended(proc.task.name)
+        if now >= self.schedule_timer.due_at and not self.stopping:
+            self.schedule_timer.fire(now, notified=self.listener is not None)
         if self.phantoms_needed:
             self._end_phantoms()  # claimed just before an outage, perhaps never started
             self.phantoms_needed = False

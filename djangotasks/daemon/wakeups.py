@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from django.db.backends.base.base import BaseDatabaseWrapper
 
     from djangotasks.daemon.process import TaskProcess
+    from djangotasks.daemon.schedules import ScheduleTimer
 
 logger = logging.getLogger("djangotasks")
 
@@ -47,6 +48,7 @@ class WakeUps:
     watch_pending: bool
     next_watch_look: float
     next_watch_stat: float
+    schedule_timer: ScheduleTimer
 
     @property
     def db(self) -> BaseDatabaseWrapper:
@@ -105,6 +107,8 @@ class WakeUps:
         for payload in payloads:
             if payload.startswith("cancel"):
                 self.cancels_needed = True
+            elif payload == "schedules":
+                self.schedule_timer.wake()
             else:
                 self.look_needed = True
 

@@ -2,7 +2,17 @@ from __future__ import annotations
 
 from djangotasks.models.dashboard import Dashboard
 from djangotasks.models.log import TaskLogChunk
+from djangotasks.models.schedule import Schedule, ScheduleTick
 from djangotasks.models.task import Progress, Task, TaskQuerySet
 from djangotasks.models.worker import Worker
 
-__all__ = ["Dashboard", "Progress", "Task", "TaskLogChunk", "TaskQuerySet", "Worker"]
+__all__ = [
+    "Dashboard",
+    "Progress",
+    "Schedule",
+    "ScheduleTick",
+    "Task",
+    "TaskLogChunk",
+    "TaskQuerySet",
+    "Worker",
+]

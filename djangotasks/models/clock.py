@@ -9,6 +9,8 @@ project's, the host's) can change what it means.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from django.db import NotSupportedError
@@ -49,3 +51,13 @@ class DatabaseClock(Func):
                 f"djangotasks reads the database's clock on SQLite, PostgreSQL and "
                 f"MySQL/MariaDB, not on {connection.vendor}."
             ) from None
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def from_milliseconds(value: object) -> datetime:
+    """A reading of ``DatabaseClock`` as an aware datetime (UTC)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        raise TypeError(f"the database clock read {value!r}, not a number")
+    return EPOCH + timedelta(milliseconds=int(value))

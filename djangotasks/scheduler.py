@@ -1,0 +1,296 @@
+"""Firing schedules: what every daemon does when a tick comes (no leader, no extra process).
+
+Every daemon runs ``fire_due()`` when the soonest tick comes. For each due schedule it
+writes, in one transaction, the rows of the ticks it acts on and the run it starts; the
+unique constraint on (schedule, tick) lets the first daemon's transaction through and makes
+every other one fail with an IntegrityError, rolled back whole: one run per tick.
+
+"Now" is the database server's clock, the one every host agrees on (see models.clock).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from django.db import IntegrityError
+from django.db.models import Exists, Min, OuterRef
+from django.utils import timezone
+
+from djangotasks import dberrors, routing
+from djangotasks.models import Task
+from djangotasks.models.clock import DatabaseClock, from_milliseconds
+from djangotasks.models.schedule import (
+    Missed,
+    Outcome,
+    Overlap,
+    Schedule,
+    ScheduleTick,
+    Source,
+    default_time_zone,
+)
+from djangotasks.registry import ScheduleSpec, TaskDefinition, UnknownTask, registry
+from djangotasks.statuses import PENDING
+from djangotasks.ticks import InvalidSchedule
+
+logger = logging.getLogger("djangotasks")
+
+# Missed ticks acted on at most per schedule and pass ("each" runs at most this many).
+MAX_CATCH_UP = 10
+# A tick found this late is still on time (a daemon's loop or the database was slow); older
+# ones passed while no daemon was running: they are missed, and the policy decides.
+ON_TIME = timedelta(seconds=2)
+
+
+@dataclass(frozen=True)
+class Pass:
+    """What a pass found: how long until the next tick (None: no schedule is active), and
+    which tasks have a run waiting for their previous run to end."""
+
+    next_in: timedelta | None
+    waiting: frozenset[str]
+
+
+def fire_due() -> Pass:
+    """Act on every due tick of every schedule; say when the next one is.
+
+    With nothing due this is one statement: the active schedules' next ticks, the database's
+    clock, and whether a run waits, read together.
+    """
+    active = Schedule.objects.filter(enabled=True, source__in=[Source.ADMIN, Source.CODE])
+    rows = list(
+        active.annotate(
+            now=DatabaseClock(),
+            has_waiting=Exists(
+                ScheduleTick.objects.filter(schedule=OuterRef("pk"), outcome=Outcome.WAITING)
+            ),
+        ).values_list("pk", "next_tick", "now", "has_waiting", "task_name")
+    )
+    if not rows:
+        return Pass(None, frozenset())
+    now = from_milliseconds(rows[0][2])
+    due = [pk for pk, next_tick, *_rest in rows if next_tick is not None and next_tick <= now]
+    for pk in due:
+        try:
+            schedule = Schedule.objects.get(pk=pk)
+            if schedule.enabled and schedule.next_tick is not None:
+                fire(schedule, now)
+        except (IntegrityError, Schedule.DoesNotExist):
+            pass  # another daemon acted on this tick first (or the schedule was deleted)
+        except Exception as exc:
+            if dberrors.is_outage(exc):
+                raise
+            logger.exception("taskd: schedule #%s failed at %s", pk, now)
+    if any(row[3] for row in rows):
+        start_waiting()
+    if due:  # they moved on
+        soonest = active.aggregate(soonest=Min("next_tick"))["soonest"]
+    else:
+        soonest = min((row[1] for row in rows if row[1] is not None), default=None)
+    waiting = frozenset(row[4] for row in rows if row[3])
+    return Pass(None if soonest is None else soonest - now, waiting)
+
+
+def fire(schedule: Schedule, now: datetime) -> None:
+    """Act on the due ticks of ``schedule`` (from ``next_tick`` to ``now``)."""
+    assert schedule.next_tick is not None
+    try:
+        ticks = schedule.ticks
+    except InvalidSchedule as exc:  # a row written by hand, or a time zone gone from tzdata
+        _disable(schedule, str(exc))
+        return
+    due = ticks.latest(now, schedule.next_tick, MAX_CATCH_UP)  # newest first
+    runs, missed = _plan(schedule, due, now)
+    with routing.atomic():
+        # Oldest first, in every daemon alike: the first insert decides, without deadlocks.
+        for tick in sorted([*runs, *missed]):
+            if tick in runs:
+                _run_tick(schedule, tick)
+            else:
+                note = ""
+                if tick == min(due) and len(due) == MAX_CATCH_UP:
+                    note = f"Earlier ticks since {schedule.next_tick:%Y-%m-%d %H:%M:%S} too."
+                ScheduleTick.objects.create(
+                    schedule=schedule, tick=tick, outcome=Outcome.MISSED, note=note
+                )
+        # Compare-and-set: an edit in the admin meanwhile (a new next tick) wins.
+        Schedule.objects.filter(pk=schedule.pk, next_tick=schedule.next_tick).update(
+            next_tick=ticks.after(now)
+        )
+
+
+def _plan(
+    schedule: Schedule, due: list[datetime], now: datetime
+) -> tuple[set[datetime], set[datetime]]:
+    """Which of the due ticks (newest first) to run, and which to record as missed."""
+    if not due:
+        return set(), set()
+    recent = [tick for tick in due if now - tick <= max(schedule.missed_within, ON_TIME)]
+    runs = {due[0]} if now - due[0] <= ON_TIME else set()  # the current tick, on time
+    if schedule.missed == Missed.EACH:
+        runs |= set(recent)
+    elif schedule.missed == Missed.LATEST:
+        runs |= set(recent[:1])
+    return runs, set(due) - runs
+
+
+def _run_tick(schedule: Schedule, tick: datetime) -> None:
+    """Record ``tick`` of ``schedule`` (the compare-and-set) and start its run, or skip it."""
+    row = ScheduleTick.objects.create(schedule=schedule, tick=tick, outcome=Outcome.RUN)
+    try:
+        definition = registry.get(schedule.task_name)
+    except UnknownTask as exc:
+        _record(row, Outcome.ERROR, None, str(exc))
+        return
+    previous = _pending_run(schedule, definition)
+    if previous is not None:
+        if (
+            schedule.overlap == Overlap.QUEUE
+            and not schedule.tick_rows.filter(outcome=Outcome.WAITING).exists()
+        ):
+            _record(row, Outcome.WAITING, None, f"Waits for run #{previous.pk}.")
+        else:
+            _record(row, Outcome.SKIPPED, previous, f"Run #{previous.pk} was {previous.status}.")
+        return
+    try:
+        task = start_run(schedule, definition)
+    except Exception as exc:
+        if dberrors.is_outage(exc) or isinstance(exc, IntegrityError):
+            raise
+        _record(row, Outcome.ERROR, None, f"{type(exc).__name__}: {exc}")
+        return
+    _record(row, Outcome.RUN, task, "")
+
+
+def _pending_run(schedule: Schedule, definition: TaskDefinition) -> Task | None:
+    """The run of this task that is still scheduled or running, if any."""
+    if definition.takes_arguments:
+        # Each enqueue is a row of its own: the schedule's own last run is what overlaps.
+        return (
+            Task.objects.filter(schedule_ticks__schedule=schedule, status__in=list(PENDING))
+            .order_by("-pk")
+            .first()
+        )
+    current = definition.current(None)
+    return current if current.pk is not None and current.status in PENDING else None
+
+
+def start_run(schedule: Schedule, definition: TaskDefinition) -> Task:
+    """Run the schedule's task now: an ordinary run (dependencies, retries, log, archive)."""
+    if definition.takes_arguments:
+        from djangotasks.backend import task_of
+
+        arguments = schedule.arguments or {}
+        result = definition.django_task.enqueue(
+            *arguments.get("args", []), **arguments.get("kwargs", {})
+        )
+        return task_of(result)
+    if definition.is_method:
+        raise TypeError(f"{definition.name} is a model method: a schedule has no object")
+    return definition.current(None).run()
+
+
+def _record(row: ScheduleTick, outcome: str, task: Task | None, note: str) -> None:
+    row.outcome, row.task, row.note = outcome, task, note[:500]
+    row.save(update_fields=["outcome", "task", "note"])
+
+
+def _disable(schedule: Schedule, why: str) -> None:
+    logger.error("taskd: schedule %r cannot tick (%s); paused", schedule.name, why)
+    Schedule.objects.filter(pk=schedule.pk).update(enabled=False, next_tick=None)
+
+
+def start_waiting() -> None:
+    """Start the runs that waited for the previous run of their schedule to end."""
+    for row in ScheduleTick.objects.filter(outcome=Outcome.WAITING).select_related("schedule"):
+        try:
+            definition = registry.get(row.schedule.task_name)
+        except UnknownTask:
+            continue
+        if _pending_run(row.schedule, definition) is not None:
+            continue
+        with routing.atomic():
+            # Compare-and-set: one daemon starts it.
+            if ScheduleTick.objects.filter(pk=row.pk, outcome=Outcome.WAITING).update(
+                outcome=Outcome.RUN
+            ):
+                task = start_run(row.schedule, definition)
+                ScheduleTick.objects.filter(pk=row.pk).update(
+                    task=task, note="Waited for the previous run."
+                )
+
+
+def run_now(schedule: Schedule) -> Task:
+    """``tasks schedules --run``: one run now, recorded as a tick of the schedule."""
+    definition = registry.get(schedule.task_name)
+    with routing.atomic():
+        task = start_run(schedule, definition)
+        ScheduleTick.objects.create(
+            schedule=schedule,
+            tick=timezone.now().astimezone(UTC),
+            outcome=Outcome.RUN,
+            task=task,
+            note="Run by hand.",
+        )
+    return task
+
+
+# -- schedules defined in code --------------------------------------------------------
+
+
+def sync_code_schedules() -> None:
+    """Make the schedule rows from ``@task(schedule=...)`` match the code that is loaded.
+
+    A new one is added, a changed one updated (its next tick counted from now), and one
+    whose ``@task`` has no schedule any more stops (kept, as "removed from the code", with
+    its history). Writes only what differs: every daemon calls this when it starts.
+    """
+    declared = {d.name: d.schedule for d in registry if d.schedule is not None}
+    rows = {s.name: s for s in Schedule.objects.exclude(source=Source.ADMIN)}
+    for name, spec in declared.items():
+        wanted = _code_fields(name, spec)
+        row = rows.get(name)
+        if row is None:
+            if Schedule.objects.filter(name=name).exists():
+                logger.warning("schedule %r of the code has the name of an admin schedule: "
+                               "not added", name)  # fmt: skip
+                continue
+            try:
+                with routing.atomic():
+                    Schedule(name=name, **wanted).save()
+            except IntegrityError:
+                pass  # another daemon added it at the same moment
+        elif any(getattr(row, field) != value for field, value in wanted.items()):
+            for field, value in wanted.items():
+                setattr(row, field, value)
+            row.save()
+    for name, row in rows.items():
+        if name not in declared and row.source == Source.CODE:
+            Schedule.objects.filter(pk=row.pk).update(source=Source.REMOVED, next_tick=None)
+
+
+def _code_fields(name: str, spec: ScheduleSpec) -> dict[str, object]:
+    return {
+        "task_name": name,
+        "cron": spec.cron,
+        "interval": spec.interval,
+        "time_zone": spec.time_zone or default_time_zone(),
+        "missed": spec.missed,
+        "missed_within": spec.missed_within,
+        "overlap": spec.overlap,
+        "source": Source.CODE,
+        "enabled": True,
+        "arguments": {},
+    }
+
+
+def next_runs(count: int) -> list[tuple[datetime, Schedule]]:
+    """The next ``count`` ticks of every active schedule, soonest first (the dashboard)."""
+    now = timezone.now()
+    runs = [
+        (tick, schedule)
+        for schedule in Schedule.objects.filter(enabled=True).exclude(source=Source.REMOVED)
+        for tick in schedule.upcoming(count, now)
+    ]
+    return sorted(runs, key=lambda run: run[0])[:count]
