@@ -1,4 +1,5 @@
-"""System checks: valid settings, and a SQLite database that several processes can share."""
+"""System checks: valid settings, a SQLite database that several processes can share, and
+what schedules need."""
 
 from __future__ import annotations
 
@@ -109,3 +110,50 @@ def check_tasks_backend(app_configs: Any = None, **kwargs: Any) -> list[checks.C
         )
         for alias in aliases
     ]
+
+
+@checks.register(checks.Tags.compatibility)
+def check_schedules(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """The settings that ``@task(schedule=...)`` needs (the registry only: no query)."""
+    from django.conf import settings
+
+    from djangotasks.models.schedule import default_time_zone
+    from djangotasks.registry import registry
+    from djangotasks.ticks import InvalidSchedule, check_time_zone
+
+    scheduled = sorted(d.name for d in registry if d.schedule is not None)
+    messages: list[checks.CheckMessage] = []
+    if scheduled and not settings.USE_TZ:
+        messages.append(
+            checks.Error(
+                f"USE_TZ = False, but tasks have a schedule ({_some(scheduled)}): schedules "
+                f"compare aware datetimes in UTC (each one's next tick against the database's "
+                f"clock).",
+                hint="Set USE_TZ = True. Each schedule still ticks in its own time zone.",
+                id="djangotasks.E014",
+            )
+        )
+    # Without time_zone=..., a schedule ticks in settings.TIME_ZONE.
+    in_default = [d.name for d in registry if d.schedule and d.schedule.time_zone is None]
+    if in_default:
+        try:
+            check_time_zone(default_time_zone())
+        except InvalidSchedule:
+            messages.append(
+                checks.Error(
+                    f"TIME_ZONE = {settings.TIME_ZONE!r} is not a time zone that zoneinfo "
+                    f"knows, and the schedules of {_some(sorted(in_default))} tick in it "
+                    f"(they have no time_zone=...).",
+                    hint="Set TIME_ZONE to an IANA name such as 'Europe/Paris', or give "
+                    "those schedules @task(time_zone=...). On a system without a time zone "
+                    "database, pip install tzdata.",
+                    id="djangotasks.E015",
+                )
+            )
+    return messages
+
+
+def _some(names: list[str], shown: int = 3) -> str:
+    """``a, b, c and 4 more``: a message stays short however many tasks there are."""
+    text = ", ".join(names[:shown])
+    return f"{text} and {len(names) - shown} more" if len(names) > shown else text

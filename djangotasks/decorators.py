@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -88,9 +89,10 @@ def _with_schedule(options: dict[str, Any]) -> dict[str, Any]:
     else:
         raise TypeError(f"@task(schedule=...) is a cron expression or a timedelta, not {when!r}")
     try:
-        Ticks(spec.cron, spec.interval, spec.time_zone or "UTC")
+        ticks = Ticks(spec.cron, spec.interval, spec.time_zone or "UTC")
     except InvalidSchedule as exc:
         raise TypeError(f"@task(schedule=...): {exc}") from None
+    spec = replace(spec, cron=ticks.cron)  # as written once: "0  3 * * *" is "0 3 * * *"
     if spec.missed not in ("latest", "none", "each"):
         raise TypeError(f"@task(missed=...) is 'latest', 'none' or 'each', not {spec.missed!r}")
     if spec.overlap not in ("skip", "queue"):

@@ -13,9 +13,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from django.db import IntegrityError
-from django.db.models import Exists, Min, OuterRef
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from djangotasks import dberrors, routing
@@ -50,6 +51,9 @@ class Pass:
 
     next_in: timedelta | None
     waiting: frozenset[str]
+    # Ticks were acted on, so runs may have been made: by this daemon, whose own commits
+    # wake no one (SQLite), so it must look at the queue itself.
+    acted: bool = False
 
 
 def fire_due() -> Pass:
@@ -58,19 +62,11 @@ def fire_due() -> Pass:
     With nothing due this is one statement: the active schedules' next ticks, the database's
     clock, and whether a run waits, read together.
     """
-    active = Schedule.objects.filter(enabled=True, source__in=[Source.ADMIN, Source.CODE])
-    rows = list(
-        active.annotate(
-            now=DatabaseClock(),
-            has_waiting=Exists(
-                ScheduleTick.objects.filter(schedule=OuterRef("pk"), outcome=Outcome.WAITING)
-            ),
-        ).values_list("pk", "next_tick", "now", "has_waiting", "task_name")
-    )
+    rows = _active()
     if not rows:
         return Pass(None, frozenset())
-    now = from_milliseconds(rows[0][2])
-    due = [pk for pk, next_tick, *_rest in rows if next_tick is not None and next_tick <= now]
+    now = from_milliseconds(rows[0].now)
+    due = [row.pk for row in rows if row.next_tick is not None and row.next_tick <= now]
     for pk in due:
         try:
             schedule = Schedule.objects.get(pk=pk)
@@ -82,14 +78,25 @@ def fire_due() -> Pass:
             if dberrors.is_outage(exc):
                 raise
             logger.exception("taskd: schedule #%s failed at %s", pk, now)
-    if any(row[3] for row in rows):
+    if due:
+        rows = _active()  # moved on, and perhaps with a run waiting now
+    waited = any(row.has_waiting for row in rows)
+    if waited:
         start_waiting()
-    if due:  # they moved on
-        soonest = active.aggregate(soonest=Min("next_tick"))["soonest"]
-    else:
-        soonest = min((row[1] for row in rows if row[1] is not None), default=None)
-    waiting = frozenset(row[4] for row in rows if row[3])
-    return Pass(None if soonest is None else soonest - now, waiting)
+    soonest = min((row.next_tick for row in rows if row.next_tick is not None), default=None)
+    waiting = frozenset(row.task_name for row in rows if row.has_waiting)
+    return Pass(None if soonest is None else soonest - now, waiting, bool(due) or waited)
+
+
+def _active() -> list[Any]:
+    """(pk, next_tick, now, has_waiting, task_name) of every schedule that ticks."""
+    active = Schedule.objects.filter(enabled=True, source__in=[Source.ADMIN, Source.CODE])
+    waiting = ScheduleTick.objects.filter(schedule=OuterRef("pk"), outcome=Outcome.WAITING)
+    return list(
+        active.annotate(now=DatabaseClock(), has_waiting=Exists(waiting)).values_list(
+            "pk", "next_tick", "now", "has_waiting", "task_name", named=True
+        )
+    )
 
 
 def fire(schedule: Schedule, now: datetime) -> None:
@@ -104,9 +111,11 @@ def fire(schedule: Schedule, now: datetime) -> None:
     runs, missed = _plan(schedule, due, now)
     with routing.atomic():
         # Oldest first, in every daemon alike: the first insert decides, without deadlocks.
+        # "Run each" queues the catch-up runs one behind another, whatever the overlap.
+        queue_behind = schedule.missed == Missed.EACH and len(runs) > 1
         for tick in sorted([*runs, *missed]):
             if tick in runs:
-                _run_tick(schedule, tick)
+                _run_tick(schedule, tick, queue_behind)
             else:
                 note = ""
                 if tick == min(due) and len(due) == MAX_CATCH_UP:
@@ -127,7 +136,7 @@ def _plan(
     if not due:
         return set(), set()
     recent = [tick for tick in due if now - tick <= max(schedule.missed_within, ON_TIME)]
-    runs = {due[0]} if now - due[0] <= ON_TIME else set()  # the current tick, on time
+    runs = {tick for tick in due if now - tick <= ON_TIME}  # on time: a daemon was up
     if schedule.missed == Missed.EACH:
         runs |= set(recent)
     elif schedule.missed == Missed.LATEST:
@@ -135,7 +144,7 @@ def _plan(
     return runs, set(due) - runs
 
 
-def _run_tick(schedule: Schedule, tick: datetime) -> None:
+def _run_tick(schedule: Schedule, tick: datetime, queue_behind: bool = False) -> None:
     """Record ``tick`` of ``schedule`` (the compare-and-set) and start its run, or skip it."""
     row = ScheduleTick.objects.create(schedule=schedule, tick=tick, outcome=Outcome.RUN)
     try:
@@ -145,7 +154,7 @@ def _run_tick(schedule: Schedule, tick: datetime) -> None:
         return
     previous = _pending_run(schedule, definition)
     if previous is not None:
-        if (
+        if queue_behind or (
             schedule.overlap == Overlap.QUEUE
             and not schedule.tick_rows.filter(outcome=Outcome.WAITING).exists()
         ):
@@ -203,7 +212,8 @@ def _disable(schedule: Schedule, why: str) -> None:
 
 def start_waiting() -> None:
     """Start the runs that waited for the previous run of their schedule to end."""
-    for row in ScheduleTick.objects.filter(outcome=Outcome.WAITING).select_related("schedule"):
+    waiting = ScheduleTick.objects.filter(outcome=Outcome.WAITING, schedule__enabled=True)
+    for row in waiting.select_related("schedule").order_by("tick"):
         try:
             definition = registry.get(row.schedule.task_name)
         except UnknownTask:

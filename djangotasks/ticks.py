@@ -23,6 +23,8 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MIN_INTERVAL = timedelta(seconds=1)
 # A far-apart cron tick (Feb 29 on a Monday) is still found; an impossible one fails.
 MAX_STEPS = 100_000
+# Longer than any repeated stretch of local time (DST shifts are at most two hours).
+REWIND = timedelta(hours=3)
 
 
 class InvalidSchedule(ValueError):
@@ -105,9 +107,13 @@ class Ticks:
                 yield tick
                 tick += step
         last = instant
-        # cronsim walks local wall-clock time: from the second pass through a repeated hour
-        # it may answer a time before ``instant``; such answers are skipped, not run twice.
-        for steps, local in enumerate(CronSim(self.cron, instant.astimezone(self.zone))):
+        # cronsim walks local wall-clock time, and from inside a repeated hour (a fall-back)
+        # its answers depend on which pass through that hour it starts in. Started before
+        # the hour, it answers as it does for everyone; earlier answers are skipped.
+        start = instant.astimezone(self.zone)
+        if start.replace(fold=1 - start.fold).utcoffset() != start.utcoffset():
+            start = (instant - REWIND).astimezone(self.zone)
+        for steps, local in enumerate(CronSim(self.cron, start)):
             tick = local.astimezone(UTC)
             if tick > last:
                 last = tick
@@ -129,7 +135,9 @@ class Ticks:
         start = (instant + timedelta(seconds=1)).astimezone(self.zone)
         for local in CronSim(self.cron, start, reverse=True):
             tick = local.astimezone(UTC)
-            if tick < last:
+            # Walking back through a DST change, cronsim can answer a time that walking
+            # forward never gives (a zone whose shift is 30 minutes): only real ticks count.
+            if tick < last and self.after(tick - timedelta(microseconds=1)) == tick:
                 last = tick
                 yield tick
 

@@ -46,6 +46,16 @@ def every_tick() -> None:
 
 
 @task
+def other_tick() -> None:
+    print("other tick")
+
+
+@task
+def third_tick() -> None:
+    print("third tick")
+
+
+@task
 def slow_tick() -> None:
     """A scheduled run that outlasts its schedule's interval: the next ticks overlap it."""
     print("slow tick")

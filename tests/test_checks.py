@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
-from djangotasks import conf
-from djangotasks.checks import check_settings, sqlite_problems
+from djangotasks import conf, task
+from djangotasks.checks import check_schedules, check_settings, sqlite_problems
+from djangotasks.registry import ScheduleSpec, TaskDefinition, registry
 
 GOOD = {
     "ENGINE": "django.db.backends.sqlite3",
@@ -43,6 +46,7 @@ def test_other_databases_are_not_checked():
 
 def test_the_test_settings_pass_every_check():
     assert check_settings() == []
+    assert check_schedules() == []
 
 
 @pytest.mark.parametrize(
@@ -94,3 +98,64 @@ def test_the_django_tasks_backend_without_a_tasks_framework_is_explained(monkeyp
     assert error.id == "djangotasks.E013"
     assert "Django >= 6.0, or the django-tasks backport" in error.msg
     assert "djangotasks[backport]" in error.hint
+
+
+@pytest.fixture
+def scratch_registry(monkeypatch):
+    """Tasks registered by the test are forgotten after it: the registry is process-wide."""
+    monkeypatch.setattr(registry, "_definitions", dict(registry._definitions))
+
+
+def nightly() -> None:  # pragma: no cover - scheduled in a test, never run
+    pass
+
+
+def hourly() -> None:  # pragma: no cover - scheduled in a test, never run
+    pass
+
+
+# These run without database access (pytest-django would refuse it): no query, so plain
+# "manage.py check" runs them.
+def test_schedules_need_use_tz(scratch_registry):
+    with override_settings(USE_TZ=False):
+        assert check_schedules() == []  # no schedule, no problem
+        task(schedule="0 3 * * *", time_zone="Europe/Paris")(nightly)
+        task(schedule=timedelta(hours=1))(hourly)
+        [error] = check_schedules()
+    assert error.id == "djangotasks.E014"
+    assert error.msg.startswith(
+        "USE_TZ = False, but tasks have a schedule (tests.test_checks.hourly, "
+        "tests.test_checks.nightly): schedules compare aware datetimes in UTC"
+    )
+    assert "USE_TZ = True" in error.hint
+    assert check_schedules() == []
+
+
+def test_schedules_in_the_default_time_zone_need_a_known_one(scratch_registry):
+    task(schedule="0 3 * * *", time_zone="Europe/Paris")(nightly)
+    with override_settings(TIME_ZONE="Europe/Pariss"):
+        assert check_schedules() == []  # every schedule has its own time zone
+        task(schedule=timedelta(hours=1))(hourly)
+        [error] = check_schedules()
+    assert error.id == "djangotasks.E015"
+    assert error.msg == (
+        "TIME_ZONE = 'Europe/Pariss' is not a time zone that zoneinfo knows, and the "
+        "schedules of tests.test_checks.hourly tick in it (they have no time_zone=...)."
+    )
+    assert "@task(time_zone=...)" in error.hint
+    assert check_schedules() == []
+
+
+def test_a_check_names_a_few_tasks_however_many_there_are(scratch_registry):
+    for name in "edcba":
+        registry.register(
+            TaskDefinition(
+                name=f"tests.scheduled.{name}",
+                func=nightly,
+                label=name,
+                schedule=ScheduleSpec(cron="0 3 * * *"),
+            )
+        )
+    with override_settings(USE_TZ=False):
+        [error] = check_schedules()
+    assert "(tests.scheduled.a, tests.scheduled.b, tests.scheduled.c and 2 more)" in error.msg

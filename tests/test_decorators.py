@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.db import models
 from django.test.utils import isolate_apps
 
 from djangotasks import task
-from djangotasks.registry import UnknownTask, registry
+from djangotasks.registry import ScheduleSpec, UnknownTask, registry
 from tests.tasks import nightly_cleanup
+
+
+@pytest.fixture
+def scratch_registry(monkeypatch):
+    """Tasks registered by the test are forgotten after it: the registry is process-wide,
+    and a schedule left in it would be added by any later sync_code_schedules()."""
+    monkeypatch.setattr(registry, "_definitions", dict(registry._definitions))
+
+
+def nightly() -> None:  # pragma: no cover - decorated in the tests, never run
+    pass
 
 
 def test_a_function_with_parameters_is_rejected():
@@ -119,3 +132,70 @@ def test_unknown_names_are_a_clear_error():
 def test_labels_default_to_the_name():
     assert registry.get("tests.Job.step_one").label == "Step one"
     assert registry.get("tests.Job.hello").label == "Say hello"
+
+
+@isolate_apps("tests")
+def test_a_schedule_on_a_model_method_is_rejected_when_the_class_is_defined():
+    with pytest.raises(TypeError, match="cannot have a schedule: a scheduled run has no object"):
+
+        class Digest(models.Model):
+            @task(schedule="0 3 * * *")
+            def send(self):  # pragma: no cover
+                pass
+
+    assert "tests.Digest.send" not in registry
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            {"schedule": "0 3 * *"},
+            r"@task\(schedule=...\): '0 3 \* \*' is not a cron expression: "
+            r"it needs 5 fields",
+        ),
+        ({"schedule": "0 25 * * *"}, "is not a valid cron expression: Bad hour"),
+        ({"schedule": timedelta(0)}, "An interval is a whole number of seconds, at least one"),
+        ({"schedule": 3600}, r"is a cron expression or a timedelta, not 3600"),
+        (
+            {"schedule": "0 3 * * *", "time_zone": "Europe/Pariss"},
+            "'Europe/Pariss' is not a known time zone",
+        ),
+        ({"schedule": "0 3 * * *", "missed": "all"}, "'latest', 'none' or 'each', not 'all'"),
+        ({"schedule": "0 3 * * *", "overlap": "allow"}, "'skip' or 'queue', not 'allow'"),
+        ({"schedule": "0 3 * * *", "missed_within": 3600}, "positive timedelta, not 3600"),
+        ({"schedule": "0 3 * * *", "missed_within": timedelta(0)}, "positive timedelta"),
+        ({"time_zone": "Europe/Paris"}, r"@task\(time_zone=...\) goes with schedule=..."),
+        ({"missed": "none", "overlap": "queue"}, r"@task\(missed, overlap=...\) goes with"),
+        ({"schedule": None, "missed": "none"}, r"@task\(missed=...\) goes with schedule"),
+        ({"schedule": "0 3 * * *", "every": 2}, "unknown option"),
+    ],
+)
+def test_bad_schedules_are_rejected_at_definition(options, message):
+    with pytest.raises(TypeError, match=message):
+        task(**options)
+
+
+def test_a_schedule_is_part_of_the_definition(scratch_registry):
+    options = {"time_zone": "Europe/Paris", "missed": "each", "overlap": "queue"}
+    decorated = task(
+        schedule="0 3 * * *", missed_within=timedelta(hours=6), label="Nightly", **options
+    )(nightly)
+    assert decorated.definition.label == "Nightly"
+    assert decorated.definition.schedule == ScheduleSpec(
+        cron="0 3 * * *",
+        time_zone="Europe/Paris",
+        missed="each",
+        missed_within=timedelta(hours=6),
+        overlap="queue",
+    )
+    assert registry.get("tests.test_decorators.nightly").schedule is not None
+
+
+def test_an_interval_schedule_has_the_defaults(scratch_registry):
+    decorated = task(schedule=timedelta(minutes=15))(nightly)
+    assert decorated.definition.schedule == ScheduleSpec(interval=timedelta(minutes=15))
+    spec = decorated.definition.schedule
+    assert (spec.cron, spec.time_zone, spec.missed, spec.overlap) == ("", None, "latest", "skip")
+    assert spec.missed_within == timedelta(hours=1)
+    assert task(nightly).definition.schedule is None

@@ -17,6 +17,8 @@ from tests.conftest import wait_until
 
 EVERY_TICK = "tests.tasks.every_tick"
 SLOW_TICK = "tests.tasks.slow_tick"
+OTHER_TICK = "tests.tasks.other_tick"
+THIRD_TICK = "tests.tasks.third_tick"
 
 
 def seconds_since_epoch() -> float:
@@ -98,44 +100,38 @@ def test_overlap_queue_runs_the_tick_when_the_previous_run_ends(start_daemon):
     assert schedule.tick_rows.filter(outcome=Outcome.WAITING).count() <= 1
 
 
-def _missed_while_down(start_daemon, policy: str) -> tuple[Schedule, list[ScheduleTick]]:
-    """A 20 s schedule whose daemons were all down for its last four ticks."""
+def test_missed_ticks_follow_each_schedules_policy(start_daemon):
+    """Three 20 s schedules whose daemons were all down for their last four ticks."""
     period = 20
     wait_for_phase(period, 6)  # the latest tick is 6 s old: missed, not on time
     now = datetime.now(UTC)
     last_tick = now - timedelta(seconds=now.timestamp() % period)
-    schedule = Schedule.objects.create(
-        name=f"missed {policy}", task_name=EVERY_TICK, interval=timedelta(seconds=period),
-        missed=policy, missed_within=timedelta(minutes=1, seconds=10),
-    )  # fmt: skip
+    schedules = {}
+    for policy, name in [(Missed.LATEST, EVERY_TICK), (Missed.NONE, OTHER_TICK),
+                         (Missed.EACH, THIRD_TICK)]:  # fmt: skip
+        schedules[policy] = Schedule.objects.create(
+            name=f"missed {policy}", task_name=name, interval=timedelta(seconds=period),
+            missed=policy, missed_within=timedelta(minutes=1, seconds=10),
+        )  # fmt: skip
     # As if the daemons had stopped before the tick of 80 s ago.
-    Schedule.objects.filter(pk=schedule.pk).update(
-        next_tick=last_tick - timedelta(seconds=4 * period)
-    )
+    Schedule.objects.update(next_tick=last_tick - timedelta(seconds=4 * period))
     start_daemon()
-    wait_until(lambda: schedule.tick_rows.count() >= 5)
-    Schedule.objects.filter(pk=schedule.pk).update(enabled=False)
-    return schedule, list(schedule.tick_rows.order_by("tick"))
+    # "each": the oldest tick (86 s) is older than the 70 s window; the other four run one
+    # after another (a function task has one live run: each waits for the previous one).
+    started = time.monotonic()
+    wait_until(lambda: [t.status for t in runs_of(THIRD_TICK)][:4] == [Status.SUCCESSFUL] * 4)
+    print(f"four runs one after another in {time.monotonic() - started:.1f} s")
 
+    def first_five(policy: str) -> list[ScheduleTick]:
+        return list(schedules[policy].tick_rows.order_by("tick")[:5])
 
-def test_missed_ticks_latest_runs_only_the_most_recent(start_daemon):
-    schedule, ticks = _missed_while_down(start_daemon, Missed.LATEST)
-    assert [t.outcome for t in ticks[:5]] == [Outcome.MISSED] * 4 + [Outcome.RUN]
-    wait_until(lambda: runs_of(EVERY_TICK) and runs_of(EVERY_TICK)[0].status == Status.SUCCESSFUL)
-    assert len(runs_of(EVERY_TICK)) == 1
-
-
-def test_missed_ticks_none_runs_nothing(start_daemon):
-    schedule, ticks = _missed_while_down(start_daemon, Missed.NONE)
-    assert [t.outcome for t in ticks[:5]] == [Outcome.MISSED] * 5
-    assert runs_of(EVERY_TICK) == []
-
-
-def test_missed_ticks_each_runs_those_within_the_window(start_daemon):
-    schedule, ticks = _missed_while_down(start_daemon, Missed.EACH)
-    # The oldest (86 s) is older than the 70 s window; the other four run, one after another
-    # (a function task has one live run: each tick archives the previous run).
-    assert [t.outcome for t in ticks[:5]] == [Outcome.MISSED] + [Outcome.RUN] * 4
+    latest = first_five(Missed.LATEST)
+    assert [t.outcome for t in latest] == [Outcome.MISSED] * 4 + [Outcome.RUN]
+    assert latest[4].task_id == runs_of(EVERY_TICK)[0].pk
+    assert [t.outcome for t in first_five(Missed.NONE)] == [Outcome.MISSED] * 5
+    each = first_five(Missed.EACH)
+    assert [t.outcome for t in each] == [Outcome.MISSED] + [Outcome.RUN] * 4
+    assert [t.task_id for t in each[1:]] == [t.pk for t in runs_of(THIRD_TICK)[:4]]
 
 
 def test_a_schedule_removed_from_the_code_stops(start_daemon):

@@ -108,7 +108,7 @@ class WakeUps:
             if payload.startswith("cancel"):
                 self.cancels_needed = True
             elif payload == "schedules":
-                self.schedule_timer.wake()
+                self.schedule_timer.changed()
             else:
                 self.look_needed = True
 
@@ -133,6 +133,7 @@ class WakeUps:
             self.next_watch_look = now + MIN_LOOK_INTERVAL
             self.look_needed = True
             self.cancels_needed = bool(self.processes)
+            self.schedule_timer.changed()
 
     def _next_watch(self, now: float) -> float:
         """When to ask the SQLite watcher next: a write was seen, it wants a second look (a

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -21,6 +21,10 @@ from djangotasks.registry import UnknownTask, registry
 from djangotasks.ticks import InvalidSchedule, Ticks
 
 MAX_NAME = 200
+NEEDS_USE_TZ = (
+    "Schedules need USE_TZ = True (Django's default): their ticks are instants, and a "
+    "local time without a zone repeats or skips an hour at each DST change."
+)
 
 
 def default_time_zone() -> str:
@@ -119,6 +123,8 @@ class Schedule(models.Model):
         return self.name
 
     def save(self, *args: Any, **kwargs: Any) -> None:
+        if not settings.USE_TZ:
+            raise ImproperlyConfigured(NEEDS_USE_TZ)
         if "update_fields" not in kwargs:
             self.next_tick = self._first_tick()
         with routing.atomic():
@@ -128,6 +134,8 @@ class Schedule(models.Model):
             notify.wake_workers("schedules", routing.alias())
 
     def clean(self) -> None:
+        if not settings.USE_TZ:
+            raise ValidationError(NEEDS_USE_TZ)
         errors: dict[str, Any] = {}
         if self.cron and self.interval is not None:
             errors["interval"] = _("Give a cron expression or an interval, not both.")

@@ -1,4 +1,4 @@
-"""``manage.py tasks list|show|run|cancel|logs|prune``: tasks from a terminal."""
+"""``manage.py tasks list|show|run|cancel|logs|prune|schedules``: tasks from a terminal."""
 
 from __future__ import annotations
 
@@ -6,18 +6,21 @@ import json
 import sys
 import textwrap
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from django.core.exceptions import ObjectDoesNotExist
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
-from djangotasks import conf
+from djangotasks import conf, routing, scheduler
 from djangotasks.exceptions import InvalidTransition
-from djangotasks.models import Task
+from djangotasks.models import Schedule, ScheduleTick, Task
+from djangotasks.models.schedule import Outcome, Source
 from djangotasks.registry import UnknownTask, registry
 from djangotasks.statuses import FINISHED, Status
+from djangotasks.ticks import InvalidSchedule, check_time_zone
 
 FOLLOW_INTERVAL = 0.5
 PRUNE_BATCH = 1000
@@ -25,10 +28,16 @@ PRUNE_BATCH = 1000
 SHORT_CALL = 60
 # Longer JSON values (arguments, return value) are printed indented on lines of their own.
 SHORT_JSON = 100
+# An unknown schedule name lists the known ones, up to this many.
+KNOWN_NAMES = 20
+# A running daemon acts on a tick within seconds (a schedule edited elsewhere is learnt
+# within 5 s, and this host's clock may be a little off the database's): a next run this
+# far in the past means that no daemon is running.
+OVERDUE = timedelta(minutes=1)
 
 
 class Command(BaseCommand):
-    help = "List, show, run, cancel and follow djangotasks tasks; prune old ones."
+    help = "List, show, run, cancel and follow djangotasks tasks; prune old ones; schedules."
 
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -50,9 +59,13 @@ class Command(BaseCommand):
         logs = sub.add_parser("logs", help="print a task's log")
         logs.add_argument("task_id", type=int)
         logs.add_argument("-f", "--follow", action="store_true", help="until the task ends")
-        prune = sub.add_parser("prune", help="delete finished tasks older than N days")
+        prune = sub.add_parser(
+            "prune", help="delete finished tasks and schedule ticks older than N days"
+        )
         prune.add_argument("--days", type=int, help="default: RETENTION_DAYS")
         sub.add_parser("names", help="every registered @task")
+        schedules = sub.add_parser("schedules", help="every schedule, with its next run")
+        schedules.add_argument("--run", metavar="NAME", help="run this schedule's task now")
 
     def handle(self, *args: Any, **options: Any) -> None:
         handler = getattr(self, f"_{options['action']}")
@@ -182,6 +195,8 @@ class Command(BaseCommand):
         if days < 0:
             raise CommandError("--days cannot be negative")
         cutoff = timezone.now() - timedelta(days=days)
+        # Ticks first: deleting their tasks afterwards has fewer tick rows to set null.
+        ticks = _prune_ticks(cutoff)
         old = Task.objects.filter(status__in=FINISHED, end_date__lt=cutoff)
         total = old.count()
 
@@ -192,10 +207,116 @@ class Command(BaseCommand):
         # Batches keep each transaction (and the chunks it cascades to) small.
         deleted = old.delete_in_batches(PRUNE_BATCH, progress)
         self.stdout.write(f"pruned {deleted} task(s) that ended before {cutoff:%Y-%m-%d %H:%M}")
+        self.stdout.write(f"pruned {ticks} schedule tick(s) from before {cutoff:%Y-%m-%d %H:%M}")
 
     def _names(self, options: dict[str, Any]) -> None:
         for definition in sorted(registry, key=lambda d: d.name):
             self.stdout.write(f"{definition.name}  ({definition.label})")
+
+    def _schedules(self, options: dict[str, Any]) -> None:
+        # As a daemon does when it starts: the listing shows the code that is loaded here.
+        scheduler.sync_code_schedules()
+        if options["run"] is not None:
+            self._run_schedule(options["run"])
+            return
+        last = ScheduleTick.objects.filter(schedule=OuterRef("pk")).order_by("-tick", "-pk")
+        schedules = list(Schedule.objects.annotate(last_tick=Subquery(last.values("pk")[:1])))
+        ticks = ScheduleTick.objects.select_related("task").in_bulk(
+            [s.last_tick for s in schedules if s.last_tick is not None]
+        )
+        rows = [("NAME", "STATE", "TASK", "WHEN", "NEXT RUN", "LAST RUN")]
+        now = timezone.now()
+        for schedule in schedules:
+            zone = _zone(schedule)
+            tick = ticks.get(schedule.last_tick)
+            rows.append(
+                (
+                    schedule.name,
+                    _state(schedule),
+                    schedule.task_name,
+                    schedule.when,
+                    _next_run(schedule, zone, now),
+                    _last_run(tick, zone) if tick is not None else "-",
+                )
+            )
+        if len(rows) == 1:
+            self.stdout.write("No schedules: add one in the admin, or @task(schedule=...).")
+            return
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+        for row in rows:
+            cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+            self.stdout.write("  ".join([*cells, row[-1]]).rstrip())
+
+    def _run_schedule(self, name: str) -> None:
+        try:
+            schedule = Schedule.objects.get(name=name)
+        except Schedule.DoesNotExist:
+            names = list(Schedule.objects.values_list("name", flat=True)[: KNOWN_NAMES + 1])
+            known = ", ".join(names[:KNOWN_NAMES]) or "none"
+            if len(names) > KNOWN_NAMES:
+                known += ", ... (tasks schedules lists them all)"
+            raise CommandError(f"No schedule named {name!r}. Schedules: {known}") from None
+        try:
+            task = scheduler.run_now(schedule)
+        except (UnknownTask, InvalidTransition, TypeError) as exc:
+            raise CommandError(f"Schedule {name!r} cannot run: {exc}") from None
+        self.stdout.write(f"#{task.pk} {task.status}")
+
+
+def _prune_ticks(cutoff: datetime) -> int:
+    """Delete the tick rows older than ``cutoff``, a batch per transaction.
+
+    Each schedule's newest tick stays, so that ``tasks schedules`` still shows when it last
+    ran, and so does a tick whose run waits for the previous one (it is still to run).
+    """
+    newest = ScheduleTick.objects.filter(schedule=OuterRef("schedule")).order_by("-tick", "-pk")
+    old = (
+        ScheduleTick.objects.filter(tick__lt=cutoff)
+        .exclude(outcome=Outcome.WAITING)
+        .exclude(pk=Subquery(newest.values("pk")[:1]))
+    )
+    deleted = 0
+    while True:
+        ids = list(old.order_by().values_list("pk", flat=True)[:PRUNE_BATCH])
+        if not ids:
+            return deleted
+        with routing.atomic():
+            ScheduleTick.objects.filter(pk__in=ids).delete()
+        deleted += len(ids)
+
+
+def _zone(schedule: Schedule) -> tzinfo:
+    try:
+        return check_time_zone(schedule.time_zone)
+    except InvalidSchedule:
+        return UTC  # a row written by hand; the daemons pause it
+
+
+def _state(schedule: Schedule) -> str:
+    if schedule.source == Source.REMOVED:
+        return "removed from code"
+    state = "enabled" if schedule.enabled else "paused"
+    return f"{state} ({schedule.source})"
+
+
+def _next_run(schedule: Schedule, zone: tzinfo, now: datetime) -> str:
+    if schedule.next_tick is None:
+        return "-"
+    text = _local(schedule.next_tick, zone)
+    if schedule.is_active() and now - schedule.next_tick > OVERDUE:
+        text += " (overdue: is a daemon running?)"
+    return text
+
+
+def _last_run(tick: ScheduleTick, zone: tzinfo) -> str:
+    text = f"{_local(tick.tick, zone)} {tick.outcome}"
+    if tick.task is not None:
+        text += f" #{tick.task.pk} {tick.task.status}"
+    return text
+
+
+def _local(instant: datetime, zone: tzinfo) -> str:
+    return f"{instant.astimezone(zone):%Y-%m-%d %H:%M:%S %Z}"
 
 
 def _call(task: Task, limit: int | None = None) -> str:
