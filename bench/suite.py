@@ -201,7 +201,8 @@ class Suite:
             self.backend_drain()
         if self.args.peer:
             self.peer()
-        self.idle_statements()
+        self.idle_statements("idle_sql")
+        self.idle_statements("idle_sql_scheduled", schedule=True)
 
     def pickup_and_spawn(self, taskd: Process) -> None:
         from bench.benchapp.models import Probe
@@ -425,11 +426,20 @@ class Suite:
 
     # an idle daemon's statements -------------------------------------------------------
 
-    def idle_statements(self) -> None:
-        """Run the daemon in this process and count the SQL it sends while there is no work."""
+    def idle_statements(self, key: str, schedule: bool = False) -> None:
+        """Run the daemon in this process and count the SQL it sends while there is no work.
+
+        ``schedule``: with a schedule whose next tick is hours away (a nightly job).
+        """
         from django.db import connection
 
         from djangotasks.daemon.daemon import Daemon
+        from djangotasks.models import Schedule
+
+        Schedule.objects.all().delete()
+        if schedule:
+            Schedule.objects.create(name="nightly", task_name="bench.benchapp.tasks.noop",
+                                    cron="0 3 * * *")  # fmt: skip
 
         seconds = self.args.idle_seconds
         warmup = 2.0
@@ -457,12 +467,13 @@ class Suite:
         usage = resource.getrusage(resource.RUSAGE_SELF)
         cpu = usage.ru_utime + usage.ru_stime - cpu_before
         window = [sql for at, sql in stamps if started + warmup <= at <= started + warmup + seconds]
-        self.figure("idle_sql", "idle daemon: SQL statements", "/s").samples.append(
-            len(window) / seconds
-        )
-        self.figure("idle_cpu", "idle daemon: CPU", "%").samples.append(100 * cpu / seconds)
+        label = "idle daemon: SQL statements" + (", with a schedule" if schedule else "")
+        self.figure(key, label, "/s").samples.append(len(window) / seconds)
+        if not schedule:
+            self.figure("idle_cpu", "idle daemon: CPU", "%").samples.append(100 * cpu / seconds)
         kinds = Counter(window).most_common(6)
-        self.figures["idle_sql"].note = "; ".join(f"{n}x {sql}" for sql, n in kinds)
+        self.figures[key].note = "; ".join(f"{n}x {sql}" for sql, n in kinds)
+        Schedule.objects.all().delete()
 
 
 @contextmanager

@@ -9,6 +9,9 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime, timedelta
 
+import pytest
+from django.conf import settings
+
 from djangotasks import scheduler
 from djangotasks.models import Schedule, ScheduleTick, Task
 from djangotasks.models.schedule import Missed, Outcome, Overlap, Source
@@ -161,3 +164,31 @@ def test_run_now_records_a_tick_and_runs_at_once(start_daemon):
     task = scheduler.run_now(schedule)
     wait_until(lambda: Task.objects.get(pk=task.pk).status == Status.SUCCESSFUL)
     assert schedule.tick_rows.get().task_id == task.pk
+
+
+def test_a_scheduled_run_runs_its_dependencies_first(start_daemon):
+    start_daemon()
+    schedule = Schedule.objects.create(
+        name="after cleanup", task_name="tests.tasks.after_cleanup", interval=timedelta(hours=1)
+    )
+    task = scheduler.run_now(schedule)
+    wait_until(lambda: Task.objects.get(pk=task.pk).status == Status.SUCCESSFUL)
+    task.refresh_from_db()
+    (dependency,) = task.dependencies.all()
+    assert dependency.name == "tests.tasks.nightly_cleanup"
+    assert dependency.status == Status.SUCCESSFUL and dependency.end_date <= task.start_date
+
+
+@pytest.mark.skipif(not settings.HAVE_TASKS_FRAMEWORK, reason="Django's tasks framework")
+def test_a_django_task_is_scheduled_with_its_arguments(start_daemon):
+    start_daemon()
+    schedule = Schedule(
+        name="add", task_name="tests.backend_tasks.add", interval=timedelta(seconds=1),
+        arguments={"args": [2], "kwargs": {"b": 3}},
+    )  # fmt: skip
+    schedule.full_clean()
+    schedule.save()
+    wait_until(lambda: schedule.tick_rows.filter(task__status=Status.SUCCESSFUL).exists())
+    Schedule.objects.filter(pk=schedule.pk).update(enabled=False)
+    run = schedule.tick_rows.filter(task__status=Status.SUCCESSFUL).first().task
+    assert run.result == 5 and run.arguments["kwargs"] == {"b": 3}
