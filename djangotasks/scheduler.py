@@ -20,6 +20,7 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from djangotasks import dberrors, routing
+from djangotasks.exceptions import InvalidTransition
 from djangotasks.models import Task
 from djangotasks.models.clock import DatabaseClock, from_milliseconds
 from djangotasks.models.schedule import (
@@ -235,6 +236,9 @@ def run_now(schedule: Schedule) -> Task:
     """``tasks schedules --run``: one run now, recorded as a tick of the schedule."""
     definition = registry.get(schedule.task_name)
     with routing.atomic():
+        previous = _pending_run(schedule, definition)
+        if previous is not None:  # running it again would only return it
+            raise InvalidTransition(f"Run #{previous.pk} is still {previous.status}.")
         task = start_run(schedule, definition)
         ScheduleTick.objects.create(
             schedule=schedule,

@@ -82,9 +82,9 @@ def test_schedules_lists_every_schedule_with_its_next_and_last_run(scratch_regis
     assert nightly.next_tick.astimezone(PARIS).strftime("%Z") in ("CET", "CEST")
     assert line.endswith(f"{tick.astimezone(PARIS):%Y-%m-%d %H:%M:%S %Z} run #{run.pk} scheduled")
     line = line_of(output, "paused")
-    assert line == f"paused paused (admin) {EVERY_TICK} every 0:15:00 - -"
+    assert line == f"paused paused (admin) {EVERY_TICK} every 15 min - -"
     line = line_of(output, "tests.gone")
-    assert line == "tests.gone removed from code tests.gone every 1:00:00 - -"
+    assert line == "tests.gone removed from code tests.gone every 1 h - -"
 
 
 @pytest.mark.django_db

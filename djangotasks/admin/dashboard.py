@@ -9,7 +9,7 @@ read through ``TaskAdmin.get_queryset`` (the visibility rule as a query); the ta
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 import django
@@ -17,14 +17,17 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q
 from django.template.response import TemplateResponse
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import dateformat, timezone
 from django.utils.http import urlencode
 from django.utils.translation import gettext as _
 
-from djangotasks.admin import charts, panels, results
+from djangotasks import scheduler
+from djangotasks.admin import charts, panels, permissions, results
 from djangotasks.admin.pagination import AtLeast, prefetch_targets
-from djangotasks.models import Task, Worker
+from djangotasks.models import Schedule, Task, Worker
+from djangotasks.registry import UnknownTask, registry
 from djangotasks.statuses import ACTIVE, FAILED, Status
+from djangotasks.templatetags.djangotasks_admin import duration
 
 if TYPE_CHECKING:
     from typing import TypedDict
@@ -50,8 +53,10 @@ FAILURE_TAIL_CHARS = 800
 CHART_HOURS = 24
 # Finished rows read for the charts; a busier day is drawn from its most recent rows.
 CHART_ROW_CAP = 50_000
+NEXT_RUNS = 10
 LIVE_REFRESH = "2s"
 CHARTS_REFRESH = "30s"
+SCHEDULES_REFRESH = "10s"
 
 
 @dataclass
@@ -74,6 +79,16 @@ class Failure:
     task: Task
     tail: str
     change_url: str
+
+
+@dataclass
+class NextRun:
+    when: datetime
+    schedule: Schedule
+    label: str
+    url: str
+    at: str  # "13:46:05" today, "Thu 4 Dec 03:00:00" later: schedules tick by the second
+    until: str  # "4.2 s"
 
 
 def capped_count(queryset: QuerySet[Any], cap: int = COUNT_CAP) -> AtLeast:
@@ -183,6 +198,33 @@ def charts_context(model_admin: TaskAdmin, request: HttpRequest) -> dict[str, An
     }
 
 
+def schedules_context(model_admin: TaskAdmin, request: HttpRequest) -> dict[str, Any]:
+    """The next ticks of every schedule (one query), for those who may see schedules."""
+    _check(model_admin, request)
+    site = model_admin.admin_site
+    schedule_admin = permissions.target_admin(site, Schedule)
+    if schedule_admin is None or not schedule_admin.has_view_permission(request):
+        return {"next_runs": None}
+    now, today = timezone.now(), timezone.localdate()
+    next_runs = []
+    for when, schedule in scheduler.next_runs(NEXT_RUNS):
+        try:
+            label = registry.get(schedule.task_name).label
+        except UnknownTask:
+            label = schedule.task_name
+        url = reverse(f"{site.name}:djangotasks_schedule_change", args=[schedule.pk])
+        local = timezone.localtime(when)
+        at = dateformat.format(local, "H:i:s" if local.date() == today else "D j M H:i:s")
+        until = duration(max(timedelta(0), when - now))
+        next_runs.append(NextRun(when, schedule, label, url, at, until))
+    return {
+        "next_runs": next_runs,
+        "schedules_url": reverse(f"{site.name}:djangotasks_schedule_changelist"),
+        "schedules_part_url": panels.url(site, "dashboard_live") + "?part=schedules",
+        "schedules_refresh": SCHEDULES_REFRESH,
+    }
+
+
 def page(model_admin: TaskAdmin, request: HttpRequest) -> TemplateResponse:
     context = {
         **model_admin.admin_site.each_context(request),
@@ -193,6 +235,7 @@ def page(model_admin: TaskAdmin, request: HttpRequest) -> TemplateResponse:
         "media": model_admin.media,
         **live_context(model_admin, request),
         **charts_context(model_admin, request),
+        **schedules_context(model_admin, request),
     }
     return TemplateResponse(request, "djangotasks/admin/dashboard.html", context)
 
@@ -201,6 +244,12 @@ def live(model_admin: TaskAdmin, request: HttpRequest) -> TemplateResponse:
     if request.GET.get("part") == "charts":
         return TemplateResponse(
             request, "djangotasks/_dashboard_charts.html", charts_context(model_admin, request)
+        )
+    if request.GET.get("part") == "schedules":
+        return TemplateResponse(
+            request,
+            "djangotasks/_dashboard_schedules.html",
+            schedules_context(model_admin, request),
         )
     return TemplateResponse(
         request, "djangotasks/_dashboard_live.html", live_context(model_admin, request)

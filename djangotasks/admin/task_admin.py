@@ -13,7 +13,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
 
-from djangotasks.admin import dashboard, panels, permissions, results
+from djangotasks.admin import dashboard, panels, permissions, results, schedule_admin
 from djangotasks.admin.filters import ModelFilter, QueueFilter, TaskNameFilter, WorkerFilter
 from djangotasks.admin.pagination import LookaheadPaginator, TaskChangeList, page_number
 from djangotasks.admin.views import TaskViewsMixin
@@ -382,6 +382,9 @@ class TaskAdmin(TaskViewsMixin, results.ResultFieldsMixin, _TaskModelAdmin):
             extra_context["tree"] = graph.dependency_tree(task)
             extra_context["dependents"] = list(task.dependents.order_by("id"))
             extra_context["djangotasks_dashboard_url"] = panels.url(self.admin_site, "dashboard")
+            extra_context["scheduled_by"] = schedule_admin.scheduled_by(
+                request, self.admin_site, task
+            )
             if task.is_django_task:
                 extra_context["subtitle"] = results.title(task)
         elif task is not None:

@@ -356,9 +356,7 @@ class Daemon(WakeUps, Queue):
             self.finishing.pop(0)
             self.schedule_timer.task_ended(proc.task.name)
         if now >= self.schedule_timer.due_at and not self.stopping:
-            # MySQL/MariaDB report nothing: schedules are read with each poll (see _look).
-            channel = self.listener is not None or self.watcher is not None
-            if self.schedule_timer.fire(now, channel=channel or self.db.vendor == "mysql"):
+            if self.schedule_timer.fire(now, channel=self._has_channel()):
                 self.look_needed = True
         if self.phantoms_needed:
             self._end_phantoms()  # claimed just before an outage, perhaps never started

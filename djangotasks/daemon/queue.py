@@ -12,7 +12,6 @@ import time
 from django.utils import timezone
 
 from djangotasks import dberrors
-from djangotasks.daemon.schedules import ScheduleTimer
 from djangotasks.daemon.supervision import DELETED, Supervision, load_targets
 from djangotasks.models import Task, recovery, transitions
 from djangotasks.statuses import ACTIVE, Status
@@ -42,7 +41,6 @@ class Queue(Supervision):
     start_failures: dict[int, int]
     unsaved_pids: dict[int, int]
     lease_lost: bool
-    schedule_timer: ScheduleTimer
 
     def _has_channel(self) -> bool:
         raise NotImplementedError
@@ -55,8 +53,6 @@ class Queue(Supervision):
             self.next_poll = now + (
                 SAFETY_POLL_INTERVAL if self._has_channel() else self.settings.POLL_INTERVAL
             )
-            if not self._has_channel():
-                self.schedule_timer.changed()  # nothing tells us of an edited schedule
         if self.processes and (self.cancels_needed or polled):
             self._check_cancels()
             self.next_cancel_check = now + CANCEL_POLL_INTERVAL

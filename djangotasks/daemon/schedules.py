@@ -1,10 +1,11 @@
 """The daemon's part in schedules: a timer for the next tick, and what makes it fire early.
 
 Every daemon keeps one; none is special. It fires (``scheduler.fire_due()``) when the next
-tick comes. A schedule added or edited elsewhere is learnt from the wake-up channel: a
-NOTIFY on PostgreSQL, any other process's commit on SQLite, each poll on MySQL/MariaDB; at
-most once per ``LEARN_INTERVAL``. With no channel the schedules are read every ``REREAD``.
-Idle, on PostgreSQL and SQLite, that costs no statement until the next tick.
+tick comes. A schedule added or edited elsewhere is learnt from the wake-up channel (a
+NOTIFY on PostgreSQL, any other process's commit on SQLite), at most once per
+``LEARN_INTERVAL``; where there is none (MySQL/MariaDB) by reading the schedules every
+``REREAD`` seconds. Idle, that costs no statement until the next tick on PostgreSQL and
+SQLite, and one per ``REREAD`` on MySQL/MariaDB.
 """
 
 from __future__ import annotations

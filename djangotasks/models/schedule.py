@@ -161,7 +161,7 @@ class Schedule(models.Model):
     def when(self) -> str:
         """The timing in a few words: the cron expression (and zone) or the interval."""
         if self.interval is not None:
-            return f"every {self.interval}"
+            return f"every {_duration(self.interval)}"
         return f"{self.cron} ({self.time_zone})"
 
     def is_active(self) -> bool:
@@ -185,6 +185,17 @@ class Schedule(models.Model):
             return self.ticks.after(timezone.now())
         except InvalidSchedule:
             return None  # a row written by hand; the admin refuses it (clean())
+
+
+def _duration(interval: timedelta) -> str:
+    """``1 s``, ``15 min``, ``1 day 6 h``: a whole number of seconds in words."""
+    seconds = int(interval.total_seconds())
+    parts = []
+    for unit, size in (("day", 86400), ("h", 3600), ("min", 60), ("s", 1)):
+        count, seconds = divmod(seconds, size)
+        if count:
+            parts.append(f"{count} {unit}{'s' if unit == 'day' and count > 1 else ''}")
+    return " ".join(parts) or "0 s"
 
 
 def _task_errors(task_name: str, arguments: Any) -> dict[str, str]:
