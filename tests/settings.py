@@ -138,3 +138,7 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "loggers": {"djangotasks": {"handlers": ["console"], "level": "INFO", "propagate": False}},
 }
+
+# Tests only: hashing each test user's password at full strength costs about a second, and
+# most admin tests make one or two users.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
