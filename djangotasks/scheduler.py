@@ -43,6 +43,9 @@ MAX_CATCH_UP = 10
 # A tick found this late is still on time (a daemon's loop or the database was slow); older
 # ones passed while no daemon was running: they are missed, and the policy decides.
 ON_TIME = timedelta(seconds=2)
+# The longest a running daemon takes to learn of a schedule saved elsewhere (5 s where the
+# database cannot tell it, see daemon/schedules.py), with room for clocks and a busy loop.
+LEARNT_WITHIN = timedelta(seconds=10)
 
 
 @dataclass(frozen=True)
@@ -137,7 +140,12 @@ def _plan(
     if not due:
         return set(), set()
     recent = [tick for tick in due if now - tick <= max(schedule.missed_within, ON_TIME)]
-    runs = {tick for tick in due if now - tick <= ON_TIME}  # on time: a daemon was up
+    # On time: a daemon was up. Or the schedule was saved moments ago, and its first ticks
+    # came before the daemons could learn of it (MySQL/MariaDB read schedules every 5 s).
+    fresh = schedule.updated_at is not None and now - schedule.updated_at <= LEARNT_WITHIN
+    runs = {
+        tick for tick in due if now - tick <= ON_TIME or (fresh and tick >= schedule.updated_at)
+    }
     if schedule.missed == Missed.EACH:
         runs |= set(recent)
     elif schedule.missed == Missed.LATEST:

@@ -372,3 +372,18 @@ def test_missed_each_runs_every_missed_tick_within_the_window():
     assert plan(due, Missed.EACH, within=timedelta(minutes=70)) == {ago(minutes=5), ago(minutes=65)}
     assert plan(due, Missed.EACH, within=timedelta(hours=3)) == set(due)
     assert plan(due, Missed.EACH, within=timedelta(minutes=1)) == set()
+
+
+@pytest.mark.parametrize("policy", Missed.values)
+def test_the_first_ticks_of_a_schedule_saved_moments_ago_are_late_not_missed(policy):
+    # A daemon that reads schedules every 5 s (MySQL/MariaDB) finds them 5 s late.
+    saved = ago(seconds=6)
+    schedule = Schedule(missed=policy, missed_within=HOUR, updated_at=saved)
+    due = [ago(seconds=s) for s in (1, 3, 5)]
+    runs, missed = _plan(schedule, due, NOW)
+    assert runs == set(due) and missed == set()
+    # Ticks from before it was saved (a next tick set by hand) follow the policy: only
+    # "each" catches up on them.
+    earlier = {ago(seconds=8), ago(seconds=7)}
+    runs, missed = _plan(schedule, [*due, *sorted(earlier, reverse=True)], NOW)
+    assert runs == set(due) | (earlier if policy == Missed.EACH else set())
