@@ -1,4 +1,6 @@
-"""Fixtures that start real daemons against the test database, and kill all they started."""
+"""Fixtures: real daemons started against the test database (and killed, with every task
+process they left, after the test), and a registry a test may add tasks to. The helpers the
+test modules import are in helpers.py."""
 
 from __future__ import annotations
 
@@ -8,9 +10,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,95 +18,11 @@ import pytest
 from django.db import connection
 
 from djangotasks.daemon import linux
-from djangotasks.models import Task, Worker
-from djangotasks.statuses import FINISHED
+from djangotasks.models import Worker
+from djangotasks.registry import registry
+from tests.helpers import CALL_REPORT, ROOT, STARTED, DaemonProcess, test_env, wait_until
 
-ROOT = Path(__file__).resolve().parent.parent
 _counter = itertools.count(1)
-# What a daemon logs once it is registered and serving (daemon.py, _setup).
-STARTED = " started: up to "
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.02) -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail the test at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {predicate}")
-        time.sleep(interval)
-
-
-def wait_status(task: Task, statuses: Any = FINISHED, timeout: float = 30.0) -> Task:
-    """Refresh ``task`` until its status is one of ``statuses``; return it."""
-    if isinstance(statuses, str):
-        statuses = {statuses}
-
-    def reached() -> bool:
-        task.refresh_from_db()
-        return task.status in statuses
-
-    wait_until(reached, timeout)
-    return task
-
-
-def pid_alive(pid: int) -> bool:
-    """True if ``pid`` runs and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-
-
-def test_env(**extra: str) -> dict[str, str]:
-    """Environment for a subprocess that must use this test run's database."""
-    env = dict(os.environ)
-    env["DJANGO_SETTINGS_MODULE"] = "tests.settings"
-    env["DJANGOTASKS_DB_NAME"] = str(connection.settings_dict["NAME"])
-    env["PYTHONPATH"] = str(ROOT)
-    env.pop(("DJANGOTASKS_TASK_ID"), None)
-    env.update(extra)
-    return env
-
-
-test_env.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
-
-
-@dataclass
-class DaemonProcess:
-    popen: subprocess.Popen[bytes]
-    log_path: Path
-    pidfile: Path
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    @property
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    @property
-    def worker(self) -> Worker:
-        return Worker.objects.filter(pid=self.pid).latest("started_at")
-
-    def stop(self, timeout: float = 30.0) -> int:
-        """SIGTERM and wait; SIGKILL if it does not stop in time. Returns the exit code."""
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
-        return self.popen.returncode
-
-    def kill(self) -> None:
-        self.popen.kill()
-        self.popen.wait()
 
 
 @pytest.fixture
@@ -163,9 +79,6 @@ def start_daemon(
             print(f"--- {daemon.log_path.name} (pid {daemon.pid}) ---\n{daemon.log}")
 
 
-CALL_REPORT = pytest.StashKey[pytest.TestReport]()
-
-
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield
@@ -193,6 +106,13 @@ def _kill_leftover_tasks() -> None:
         if ours in environ and any(i.startswith(b"DJANGOTASKS_TASK_ID=") for i in environ):
             with contextlib.suppress(OSError):
                 os.kill(int(entry.name), signal.SIGKILL)
+
+
+@pytest.fixture
+def scratch_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tasks registered by the test are forgotten after it: the registry is process-wide,
+    and a schedule left in it would be added by any later sync_code_schedules()."""
+    monkeypatch.setattr(registry, "_definitions", dict(registry._definitions))
 
 
 @pytest.fixture

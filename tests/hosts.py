@@ -37,9 +37,8 @@ import pytest
 from django.db import connections
 
 from djangotasks.daemon import linux
-from tests.conftest import CALL_REPORT, wait_until
+from tests.helpers import CALL_REPORT, ROOT, wait_until
 
-ROOT = Path(__file__).resolve().parent.parent
 ALIAS = "hosts"
 DB_NAME = "djangotasks_hosts"
 # Ports on the private address only: the machine's own servers (127.0.0.1:5432, :3306) and

@@ -29,7 +29,7 @@ from djangotasks.models import Task
 from djangotasks.statuses import Status
 from djangotasks.tasks_framework import TaskResultStatus
 from tests import backend_tasks as tasks
-from tests.conftest import wait_until
+from tests.helpers import wait_until
 from tests.models import Job
 from tests.test_admin import staff, url
 

@@ -9,7 +9,7 @@ import itertools
 import uuid
 
 import pytest
-from django.contrib.auth.models import Permission, User
+from django.contrib.auth.models import User
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -18,6 +18,7 @@ from django.urls import reverse
 from djangotasks.models import Task, TaskLogChunk
 from djangotasks.models.task import content_types
 from djangotasks.statuses import Status
+from tests.helpers import staff_user
 from tests.models import Document, Job, Keyed, Tagged
 
 pytestmark = pytest.mark.django_db
@@ -37,11 +38,9 @@ def queries(client: Client, path: str) -> int:
 
 def restricted_client() -> Client:
     """A user whose documents are hidden from each other (Document's get_queryset)."""
-    user = User.objects.create_user("alice", password="pw", is_staff=True)
-    for codename in ("view_task", "run_task", "cancel_task", "view_document", "view_job"):
-        user.user_permissions.add(Permission.objects.get(codename=codename))
+    perms = ("view_task", "run_task", "cancel_task", "view_document", "view_job")
     client = Client()
-    client.force_login(user)
+    client.force_login(staff_user("alice", *perms))
     return client
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import Permission, User
+from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -24,6 +24,7 @@ from djangotasks.admin import permissions
 from djangotasks.models import Task, TaskLogChunk
 from djangotasks.models.task import content_types, live_key
 from djangotasks.statuses import Status
+from tests.helpers import staff_user
 from tests.models import Document, Fault, Report
 
 pytestmark = pytest.mark.django_db
@@ -63,11 +64,8 @@ def make_task(
 
 
 def login(username: str, *perms: str) -> Client:
-    user = User.objects.create_user(username, password="pw", is_staff=True)
-    for codename in perms:
-        user.user_permissions.add(Permission.objects.get(codename=codename))
     client = Client()
-    client.force_login(user)
+    client.force_login(staff_user(username, *perms))
     return client
 
 

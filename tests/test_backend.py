@@ -38,7 +38,7 @@ from djangotasks.tasks_framework import (
     task_backends,
 )
 from tests import backend_tasks as tasks
-from tests.conftest import wait_until
+from tests.helpers import wait_until
 
 FINISHED = {TaskResultStatus.SUCCESSFUL, TaskResultStatus.FAILED}
 

@@ -27,8 +27,8 @@ from djangotasks.exceptions import InvalidTransition, UnknownTask
 from djangotasks.models import Task, Worker
 from djangotasks.models.task import live_key
 from djangotasks.statuses import Status
-from tests.conftest import ROOT, pid_alive, test_env, wait_status, wait_until
 from tests.faulty import read_pids, settings_env
+from tests.helpers import ROOT, pid_alive, test_env, wait_status, wait_until
 from tests.models import Job
 
 FAST = {"DJANGOTASKS_HEARTBEAT": "0.2", "DJANGOTASKS_WORKER_TIMEOUT": "2"}

@@ -8,57 +8,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import pytest
 from django.db import connections
 
 from djangotasks.statuses import Status
-from tests.conftest import wait_status
+from tests.helpers import ARGS, CHROMIUM, logged_in, screenshot, wait_status
 from tests.models import Job
 
 pytestmark = [pytest.mark.browser]
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
-SCREENSHOTS = Path(os.environ.get("DJANGOTASKS_SCREENSHOTS", "test-results"))
-
-
-def logged_in(live_server: Any, username: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """A Chromium page logged in to the admin as ``username`` (password "password")."""
-    if not os.path.exists(CHROMIUM):
-        pytest.skip("Debian's chromium is not installed")
-    # Playwright's sync API runs an event loop in this thread; the test's own ORM calls
-    # are still synchronous.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.set_default_timeout(20_000)
-        page.goto(f"{live_server.url}/admin/login/")
-        page.fill("#id_username", username)
-        page.fill("#id_password", "password")
-        page.click("input[type=submit]")
-        page.wait_for_url(f"{live_server.url}/admin/")
-        try:
-            yield page
-        finally:
-            browser.close()
-            # Playwright's sync API runs in greenlets, and Django's connections are
-            # context-local: the ORM calls of the test opened a connection of their own,
-            # which must not outlive the test (PostgreSQL refuses to drop the database).
-            connections.close_all()
 
 
 @pytest.fixture
@@ -83,8 +41,7 @@ def test_run_watch_and_cancel_from_the_admin(page, live_server, daemon, tmp_path
     card = page.locator("#djangotasks-task-tests-Job-sleep")
     expect(card.locator(".djangotasks-log")).to_contain_text("sleeping")
     expect(card.locator(".djangotasks-badge").first).to_have_text("Running")
-    SCREENSHOTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / "panel.png"), full_page=True)
+    screenshot(page, "panel")
     expect(card.locator(".djangotasks-log")).to_contain_text("woke up", timeout=30_000)
     expect(card.locator(".djangotasks-badge").first).to_have_text("Successful")
     assert page.evaluate("window.djangotasksNotReloaded") is True
@@ -104,7 +61,7 @@ def test_run_watch_and_cancel_from_the_admin(page, live_server, daemon, tmp_path
 
     page.goto(f"{live_server.url}/admin/djangotasks/task/")
     expect(page.locator("#result_list")).to_contain_text("Cancelled")
-    page.screenshot(path=str(SCREENSHOTS / "task-list.png"), full_page=True)
+    screenshot(page, "task-list")
 
 
 def test_dashboard_updates_by_itself(page, live_server, daemon):
@@ -112,8 +69,7 @@ def test_dashboard_updates_by_itself(page, live_server, daemon):
 
     # From the admin index, as a staff user finds it.
     page.goto(f"{live_server.url}/admin/")
-    SCREENSHOTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / "index.png"), full_page=True)
+    screenshot(page, "index")
     page.locator("#content-main").get_by_role("link", name="Dashboard", exact=True).click()
     page.wait_for_url("**/admin/djangotasks/task/dashboard/")
     successful = page.locator(".djangotasks-count-successful .djangotasks-count-number")
@@ -124,8 +80,7 @@ def test_dashboard_updates_by_itself(page, live_server, daemon):
     assert wait_status(job.hello().run()).status == Status.SUCCESSFUL
     expect(successful).to_have_text("1", timeout=10_000)
     assert page.evaluate("window.djangotasksNotReloaded") is True
-    SCREENSHOTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / "dashboard.png"), full_page=True)
+    screenshot(page, "dashboard")
 
 
 def test_pages_show_the_state_without_javascript(live_server, admin_user, monkeypatch):

@@ -1,5 +1,5 @@
 """Schedules in headless Chromium with a real daemon: staff add a schedule, see it tick,
-pause it, and edit it; the daemon follows each change. The browser set-up is test_browser.py's.
+pause it, and edit it; the daemon follows each change. The browser set-up is tests/helpers.py's.
 """
 
 from __future__ import annotations
@@ -10,12 +10,10 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from django.contrib.auth.models import Permission, User
 
 from djangotasks.models import Schedule
 from djangotasks.models.schedule import Outcome
-from tests.conftest import DaemonProcess, wait_until
-from tests.test_browser import SCREENSHOTS, logged_in
+from tests.helpers import DaemonProcess, logged_in, screenshot, staff_user, wait_until
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -27,20 +25,11 @@ PERMS = ("view_task", "add_schedule", "change_schedule", "view_schedule")
 
 
 @pytest.fixture
-def staff_user(transactional_db: None) -> User:
-    user = User.objects.create_user("carol", password="password", is_staff=True)
-    user.user_permissions.add(*Permission.objects.filter(codename__in=PERMS))
-    return user
-
-
-@pytest.fixture
-def page(live_server: Any, staff_user: User, monkeypatch: pytest.MonkeyPatch) -> Iterator[Page]:
+def page(
+    live_server: Any, transactional_db: None, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Page]:
+    staff_user("carol", *PERMS)
     yield from logged_in(live_server, "carol", monkeypatch)
-
-
-def shot(page: Page, name: str) -> None:
-    SCREENSHOTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"schedules-{name}.png"), full_page=True)
 
 
 def test_staff_add_pause_and_edit_a_schedule(
@@ -70,7 +59,7 @@ def test_staff_add_pause_and_edit_a_schedule(
         "href", f"/admin/djangotasks/task/{runs.first().task_id}/change/"
     )
     expect(page.locator(".djangotasks-next-runs li")).to_have_count(5)
-    shot(page, "change")
+    screenshot(page, "schedules-change")
 
     # Pause it with the action: no tick after that.
     page.goto(f"{admin}/")
@@ -79,7 +68,7 @@ def test_staff_add_pause_and_edit_a_schedule(
     page.select_option("select[name=action]", "pause_selected")
     page.click("button[name=index]")
     expect(messages).to_contain_text("1 schedule paused.")
-    shot(page, "list")
+    screenshot(page, "schedules-list")
     time.sleep(1)  # a tick being written as it was paused still counts
     paused_at = schedule.tick_rows.count()
     last = schedule.tick_rows.latest("tick").tick
@@ -98,13 +87,13 @@ def test_staff_add_pause_and_edit_a_schedule(
     # The dashboard lists its next runs; a run's page names it.
     page.goto(f"{live_server.url}/admin/djangotasks/task/dashboard/")
     expect(page.locator(".djangotasks-next-runs-module tbody")).to_contain_text("every second")
-    shot(page, "dashboard")
+    screenshot(page, "schedules-dashboard")
     run = since.filter(outcome=Outcome.RUN).latest("tick").task_id
     page.goto(f"{live_server.url}/admin/djangotasks/task/{run}/change/")
     expect(page.locator(".djangotasks-scheduled-by")).to_contain_text(
         "Run by schedule every second for the tick of"
     )
-    shot(page, "run")
+    screenshot(page, "schedules-run")
 
     page.goto(f"{admin}/")
     page.check(f"input[name=_selected_action][value='{schedule.pk}']")

@@ -5,7 +5,7 @@ Alice (staff, not a superuser) may view and change documents and reports, and vi
 cancel tasks. DocumentAdmin hides Bob's document in ``get_queryset``; ReportAdmin hides a
 secret report in ``has_view_permission(obj)`` and makes a locked one read-only in
 ``has_change_permission(obj)`` (tests/admin.py). test_admin_visibility.py checks the same
-rule with Django's test client; the browser set-up is test_browser.py's.
+rule with Django's test client; the browser set-up is tests/helpers.py's.
 """
 
 from __future__ import annotations
@@ -15,15 +15,14 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from django.contrib.auth.models import Permission, User
+from django.contrib.auth.models import User
 from django.utils import timezone
 
 from djangotasks.models import Task, TaskLogChunk
 from djangotasks.models.task import content_types
 from djangotasks.statuses import Status
-from tests.conftest import DaemonProcess, wait_status, wait_until
+from tests.helpers import DaemonProcess, logged_in, screenshot, staff_user, wait_status, wait_until
 from tests.models import Document, Report
-from tests.test_browser import SCREENSHOTS, logged_in
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -38,19 +37,12 @@ PERMS += ("view_document", "change_document", "view_report", "change_report")
 
 @pytest.fixture
 def alice(transactional_db: None) -> User:
-    user = User.objects.create_user("alice", password="password", is_staff=True)
-    user.user_permissions.add(*Permission.objects.filter(codename__in=PERMS))
-    return user
+    return staff_user("alice", *PERMS)
 
 
 @pytest.fixture
 def page(live_server: Any, alice: User, monkeypatch: pytest.MonkeyPatch) -> Iterator[Page]:
     yield from logged_in(live_server, "alice", monkeypatch)
-
-
-def shot(page: Page, name: str) -> None:
-    SCREENSHOTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"visibility-{name}.png"), full_page=True)
 
 
 def assert_nothing_hidden(page: Page, where: str) -> None:
@@ -86,7 +78,7 @@ def test_runs_watches_and_cancels_the_task_of_her_document(page, live_server, al
     expect(badge).to_have_text("Successful")
     assert page.evaluate("window.djangotasksNotReloaded") is True
     assert log.inner_text().count("rendering alice notes") == 1
-    shot(page, "panel")
+    screenshot(page, "visibility-panel")
 
     # Again, long enough to cancel it from the panel.
     Document.objects.filter(pk=doc.pk).update(seconds=600)
@@ -124,7 +116,7 @@ def test_bobs_document_and_the_secret_report_appear_nowhere(
     expect(page.locator("#result_list")).to_contain_text("alice notes")
     expect(page.locator("#result_list")).to_contain_text("public report")
     assert_nothing_hidden(page, "task list")
-    shot(page, "task-list")
+    screenshot(page, "visibility-task-list")
     page.goto(f"{live_server.url}/admin/djangotasks/task/?q=why")  # searches reasons
     expect(rows).to_have_count(2)
     assert_nothing_hidden(page, "task list, searched")
@@ -141,7 +133,7 @@ def test_bobs_document_and_the_secret_report_appear_nowhere(
     expect(running_now).to_contain_text("alice notes")
     assert page.evaluate("window.djangotasksNotReloaded") is True
     assert_nothing_hidden(page, "dashboard, refreshed")
-    shot(page, "dashboard")
+    screenshot(page, "visibility-dashboard")
 
     for task in [*running, failed[1], failed[3]]:
         for path in (f"{task.pk}/change/", f"{task.pk}/log.txt"):
@@ -175,7 +167,7 @@ def test_a_locked_report_shows_its_task_but_no_buttons(page, live_server, daemon
     expect(card.locator(".djangotasks-log")).to_contain_text("building locked report")
     expect(badge).to_have_text("Running")
     expect(card.locator("button")).to_have_count(0)
-    shot(page, "locked")
+    screenshot(page, "visibility-locked")
     Task.objects.get(pk=task.pk).cancel()
     expect(badge).to_have_text("Cancelled", timeout=30_000)
     expect(card.locator("button")).to_have_count(0)  # finished: no Run again

@@ -19,8 +19,8 @@ from djangotasks.daemon.linux import host_key
 from djangotasks.models import Task, Worker
 from djangotasks.models.clock import DatabaseClock
 from djangotasks.statuses import Status
-from tests.conftest import wait_status, wait_until
 from tests.faulty import Fault
+from tests.helpers import wait_status, wait_until
 from tests.models import Job
 
 # Set in the session before reading the clock: zones with odd offsets, with and without DST.

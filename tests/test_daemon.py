@@ -10,7 +10,7 @@ import pytest
 
 from djangotasks.models import Task
 from djangotasks.statuses import Status
-from tests.conftest import pid_alive, wait_status, wait_until
+from tests.helpers import pid_alive, wait_status, wait_until
 from tests.models import Job
 from tests.tasks import after_cleanup
 

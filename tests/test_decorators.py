@@ -13,13 +13,6 @@ from djangotasks.registry import ScheduleSpec, UnknownTask, registry
 from tests.tasks import nightly_cleanup
 
 
-@pytest.fixture
-def scratch_registry(monkeypatch):
-    """Tasks registered by the test are forgotten after it: the registry is process-wide,
-    and a schedule left in it would be added by any later sync_code_schedules()."""
-    monkeypatch.setattr(registry, "_definitions", dict(registry._definitions))
-
-
 def nightly() -> None:  # pragma: no cover - decorated in the tests, never run
     pass
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import wait_until
 from tests.demo_process import running_demo
+from tests.helpers import wait_until
 
 
 @pytest.mark.timeout(180)

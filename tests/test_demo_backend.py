@@ -12,8 +12,8 @@ pytest.importorskip(
     exc_type=ImportError,
 )
 
-from tests.conftest import wait_until
 from tests.demo_process import running_demo
+from tests.helpers import wait_until
 
 
 @pytest.mark.timeout(180)

@@ -21,8 +21,8 @@ from django.db import connection
 from djangotasks.daemon import linux
 from djangotasks.models import Task, Worker
 from djangotasks.statuses import Status
-from tests.conftest import DaemonProcess, pid_alive, wait_status, wait_until
 from tests.faulty import Fault, read_pids
+from tests.helpers import DaemonProcess, pid_alive, wait_status, wait_until
 from tests.models import Job
 
 # Heartbeats every 0.2 s; a daemon silent for 2 s is lost. Passed to every daemon of a test.

@@ -19,8 +19,8 @@ import pytest
 from django.db import connections
 
 from djangotasks.statuses import Status
-from tests.conftest import pid_alive, wait_status, wait_until
 from tests.faulty import Fault
+from tests.helpers import pid_alive, wait_status, wait_until
 from tests.models import Job
 
 DB = os.environ.get("DJANGOTASKS_TEST_DB", "sqlite")

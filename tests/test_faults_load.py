@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 
 from djangotasks.statuses import Status
-from tests.conftest import wait_status, wait_until
 from tests.faulty import Fault
+from tests.helpers import wait_status, wait_until
 from tests.models import Job
 
 TASKS = 100

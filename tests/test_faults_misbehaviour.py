@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from djangotasks.statuses import Status
-from tests.conftest import pid_alive, wait_status, wait_until
 from tests.faulty import MB, MEMORY_LIMIT, Fault, read_pids, settings_env
+from tests.helpers import pid_alive, wait_status, wait_until
 from tests.models import Job
 
 

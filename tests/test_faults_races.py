@@ -13,8 +13,8 @@ import pytest
 from djangotasks.exceptions import InvalidTransition
 from djangotasks.models import Task
 from djangotasks.statuses import FINISHED, Status
-from tests.conftest import ROOT, pid_alive, test_env, wait_status, wait_until
 from tests.faulty import REMOVE_CODE_ENV, Fault, read_pids
+from tests.helpers import ROOT, pid_alive, test_env, wait_status, wait_until
 from tests.models import Job
 
 # Run in N fresh processes at once: each waits for the "go" file, then calls run() once.

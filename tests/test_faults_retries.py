@@ -13,8 +13,8 @@ import pytest
 
 from djangotasks.models import Task
 from djangotasks.statuses import Status
-from tests.conftest import wait_status, wait_until
 from tests.faulty import Fault
+from tests.helpers import wait_status, wait_until
 
 
 @pytest.fixture

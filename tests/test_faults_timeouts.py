@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from djangotasks.statuses import Status
-from tests.conftest import pid_alive, wait_status, wait_until
 from tests.faulty import Fault, read_pids, settings_env
+from tests.helpers import pid_alive, wait_status, wait_until
 from tests.models import Job
 
 

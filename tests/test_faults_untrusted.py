@@ -15,8 +15,8 @@ import pytest
 
 from djangotasks.statuses import Status
 from djangotasks.untrusted import BIGINT_MAX
-from tests.conftest import wait_status, wait_until
 from tests.faulty import Fault
+from tests.helpers import wait_status, wait_until
 from tests.models import Job
 
 # Injected into a daemon: its log writer is refused (DataError) any output with "POISON".

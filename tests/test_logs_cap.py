@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 
 from djangotasks.statuses import Status
-from tests.conftest import wait_status
 from tests.faulty import Fault, settings_env
+from tests.helpers import wait_status
 from tests.untrusted_tasks import exact_text
 
 CAP = 10_000

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from tests.conftest import ROOT, DaemonProcess, test_env, wait_until
+from tests.helpers import ROOT, DaemonProcess, test_env, wait_until
 
 pytestmark = pytest.mark.skipif(
     connection.vendor != "postgresql", reason="routes to a second PostgreSQL database"

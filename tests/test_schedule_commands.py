@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 from datetime import UTC, timedelta
-from io import StringIO
 from zoneinfo import ZoneInfo
 
 import pytest
-from django.core.management import CommandError, call_command
+from django.core.management import CommandError
 from django.utils import timezone
 
 from djangotasks import task
 from djangotasks.models import Schedule, ScheduleTick, Task
 from djangotasks.models.schedule import Outcome, Source
-from djangotasks.registry import registry
 from djangotasks.statuses import Status
-from tests.conftest import wait_status
+from tests.helpers import tasks, wait_status
 from tests.tasks import every_tick
 
 EVERY_TICK = "tests.tasks.every_tick"
@@ -23,22 +21,10 @@ HOURLY = "tests.test_schedule_commands.hourly"
 PARIS = ZoneInfo("Europe/Paris")
 
 
-def tasks(*args: str) -> str:
-    out = StringIO()
-    call_command("tasks", *args, stdout=out, stderr=StringIO())
-    return out.getvalue()
-
-
 def line_of(output: str, name: str) -> str:
     """The line of schedule ``name``, its columns one space apart."""
     [line] = [line for line in output.splitlines() if line.startswith(f"{name} ")]
     return " ".join(line.split())
-
-
-@pytest.fixture
-def scratch_registry(monkeypatch):
-    """Tasks registered by the test are forgotten after it: the registry is process-wide."""
-    monkeypatch.setattr(registry, "_definitions", dict(registry._definitions))
 
 
 def hourly() -> None:  # pragma: no cover - scheduled in a test, never run

@@ -16,7 +16,7 @@ from djangotasks import scheduler
 from djangotasks.models import Schedule, ScheduleTick, Task
 from djangotasks.models.schedule import Missed, Outcome, Overlap, Source
 from djangotasks.statuses import Status
-from tests.conftest import wait_until
+from tests.helpers import wait_until
 
 EVERY_TICK = "tests.tasks.every_tick"
 SLOW_TICK = "tests.tasks.slow_tick"

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from djangotasks.statuses import Status
-from tests.conftest import wait_status
+from tests.helpers import wait_status
 from tests.models import Job
 
 

@@ -30,8 +30,8 @@ from django.db import connection
 
 from djangotasks.models import Task
 from djangotasks.statuses import FINISHED, PENDING, Status
-from tests.conftest import ROOT, DaemonProcess, pid_alive, wait_status, wait_until
 from tests.faulty import read_pids
+from tests.helpers import ROOT, DaemonProcess, pid_alive, wait_status, wait_until
 from tests.models import Fault, Job
 from tests.test_wakeups import voluntary_switches
 from tests.untrusted_tasks import exact_text

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -12,7 +11,7 @@ import pytest
 
 from djangotasks.models import Worker
 from djangotasks.statuses import Status
-from tests.conftest import ROOT, pid_alive, test_env, wait_status, wait_until
+from tests.helpers import ROOT, free_port, pid_alive, test_env, wait_status, wait_until
 from tests.models import Job
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -83,12 +82,6 @@ def test_an_unwritable_pidfile_location_is_a_clear_error(tmp_path):
     assert "PIDFILE" in result.stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_thread_mode_runs_tasks_in_the_web_process_and_nowhere_else(tmp_path):
     env = {"DJANGOTASKS_THREAD": "1"}
     # Management commands that serve no request never start the daemon thread.
@@ -100,7 +93,7 @@ def test_thread_mode_runs_tasks_in_the_web_process_and_nowhere_else(tmp_path):
         assert result.returncode == 0, result.stderr
     assert not Worker.objects.exists()
 
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "django", "runserver", "--noreload", f"127.0.0.1:{port}"],
         cwd=ROOT, env=test_env(**env), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -5,22 +5,15 @@ from __future__ import annotations
 import subprocess
 import sys
 from datetime import timedelta
-from io import StringIO
 
 import pytest
-from django.core.management import CommandError, call_command
+from django.core.management import CommandError
 from django.utils import timezone
 
 from djangotasks.models import Task, TaskLogChunk
 from djangotasks.statuses import Status
-from tests.conftest import ROOT, test_env, wait_until
+from tests.helpers import ROOT, tasks, test_env, wait_until
 from tests.models import Job
-
-
-def tasks(*args: str) -> str:
-    out = StringIO()
-    call_command("tasks", *args, stdout=out, stderr=StringIO())
-    return out.getvalue()
 
 
 @pytest.mark.django_db

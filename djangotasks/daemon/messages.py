@@ -14,7 +14,7 @@ import selectors
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from django.db import DatabaseError
+from django.db import DatabaseError, InterfaceError
 
 from djangotasks import dberrors
 from djangotasks.daemon.process import TaskProcess
@@ -147,7 +147,7 @@ class TaskMessages:
         proc.progress_saved_at = now
         try:
             Task.objects.filter(pk=proc.task.pk).update(**fields)
-        except DatabaseError as exc:
+        except (DatabaseError, InterfaceError) as exc:  # siblings: a closed connection too
             if dberrors.is_outage(exc):
                 proc.progress_dirty = True  # saved once the database is back
                 raise

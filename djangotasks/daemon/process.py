@@ -32,8 +32,6 @@ class TaskProcess:
     popen: subprocess.Popen[bytes] | None = None
     pidfd: int | None = None
     decoder: Any = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace"))
-    pending_output: list[str] = field(default_factory=list)
-    pending_size: int = 0
     control_buffer: bytes = b""
     # The latest progress the task reported, cleaned; saved at most every few tenths of a
     # second, however often the task reports.
