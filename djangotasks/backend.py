@@ -29,8 +29,8 @@ from djangotasks import notify, results, routing
 from djangotasks.decorators import check_options
 from djangotasks.jsonvalues import to_json
 from djangotasks.models import Task
+from djangotasks.models.scheduling import CHUNK, announce_scheduled
 from djangotasks.models.task import live_key
-from djangotasks.models.transitions import announce_scheduled
 from djangotasks.models.transitions import cancel as cancel_row
 from djangotasks.registry import TaskDefinition, registry
 from djangotasks.statuses import Status
@@ -109,12 +109,42 @@ class ProcessBackend(BaseTaskBackend):
 
     def enqueue(self, task: AnyTask, args: Any, kwargs: Any) -> AnyResult:
         self.validate_task(task)
-        row = self._insert(task, args, kwargs)
+        row = self._row(task, args, kwargs)
+        # Inside the caller's transaction, if any: the daemons see the row (and, on
+        # PostgreSQL, the notification) only once it commits, and never if it rolls back.
+        # Outside one, the INSERT commits by itself: a new result id conflicts with nothing.
+        row.save(force_insert=True)
+        notify.wake_workers("run", routing.alias())
+        announce_scheduled(row)
         result = results.to_result([row], task)
         task_enqueued.send(type(self), task_result=result)
         return result
 
-    def _insert(self, task: AnyTask, args: Any, kwargs: Any) -> Task:
+    def enqueue_many(self, calls: list[tuple[AnyTask, Any, Any]]) -> list[AnyResult]:
+        """Enqueue many ``(task, args, kwargs)`` in one transaction, a bulk INSERT per
+        ``CHUNK`` rows ("Run again" on many results)."""
+        for task, _args, _kwargs in calls:
+            self.validate_task(task)
+        rows = [self._row(task, args, kwargs) for task, args, kwargs in calls]
+        with routing.atomic():
+            Task.objects.bulk_create(rows, batch_size=CHUNK)
+            if rows:
+                notify.wake_workers("run", routing.alias())
+        found = {row.object_id: row for row in rows}
+        if any(row.pk is None for row in rows):  # MySQL returns no ids from a bulk INSERT
+            fresh = Task.objects.filter(object_id__in=list(found), content_type=None)
+            found = {row.object_id: row for row in fresh}
+        enqueued = []
+        for (task, _args, _kwargs), row in zip(calls, rows, strict=True):
+            saved = found[row.object_id]
+            announce_scheduled(saved)
+            result = results.to_result([saved], task)
+            task_enqueued.send(type(self), task_result=result)
+            enqueued.append(result)
+        return enqueued
+
+    def _row(self, task: AnyTask, args: Any, kwargs: Any) -> Task:
+        """The unsaved row of one enqueue: its own result id, its arguments as JSON."""
         definition = registry.get(task.module_path) if task.module_path in registry else None
         if definition is None or definition.django_task is None:
             raise InvalidTask(
@@ -129,7 +159,7 @@ class ProcessBackend(BaseTaskBackend):
             "backend": self.alias,
         }
         result_id = str(uuid4())
-        row = Task(
+        return Task(
             name=task.module_path,
             object_id=result_id,
             live_key=live_key(task.module_path, result_id),
@@ -139,13 +169,6 @@ class ProcessBackend(BaseTaskBackend):
             run_after=task.run_after,
             arguments=arguments,
         )
-        # Inside the caller's transaction, if any: the daemons see the row (and, on
-        # PostgreSQL, the notification) only once it commits, and never if it rolls back.
-        with routing.atomic():
-            row.save()
-            notify.wake_workers("run", routing.alias())
-        announce_scheduled(row)
-        return row
 
     def get_result(self, result_id: str) -> AnyResult:
         rows = results.attempts_of(result_id)
@@ -219,13 +242,35 @@ def cancel(result: AnyResult | str) -> Task:
 
 def enqueue_again(row: Task) -> Task:
     """Enqueue the task of ``row`` again with the same arguments ("Run again")."""
-    task = results.django_task_of(row)
-    arguments = row.arguments if isinstance(row.arguments, dict) else {}
-    backend = task_backends[str(arguments.get("backend") or task.backend)]
-    if not isinstance(backend, ProcessBackend):
-        raise InvalidTask(f"TASKS[{backend.alias!r}] is no longer a djangotasks backend.")
-    result = backend.enqueue(task, arguments.get("args") or [], arguments.get("kwargs") or {})
-    return task_of(result)
+    return enqueue_again_many([row])[0]
 
 
-__all__ = ["ProcessBackend", "ProcessTask", "cancel", "enqueue_again", "task_of"]
+def enqueue_again_many(rows: list[Task]) -> list[Task]:
+    """Enqueue the tasks of ``rows`` again, with their arguments, in one transaction per
+    backend; returns the new rows in the same order."""
+    by_backend: dict[str, list[tuple[int, tuple[AnyTask, Any, Any]]]] = {}
+    for index, row in enumerate(rows):
+        task = results.django_task_of(row)
+        args, kwargs = row.call_arguments
+        arguments = row.arguments if isinstance(row.arguments, dict) else {}
+        alias = str(arguments.get("backend") or task.backend)
+        by_backend.setdefault(alias, []).append((index, (task, args, kwargs)))
+    again: dict[int, Task] = {}
+    for alias, calls in by_backend.items():
+        backend = task_backends[alias]
+        if not isinstance(backend, ProcessBackend):
+            raise InvalidTask(f"TASKS[{alias!r}] is no longer a djangotasks backend.")
+        enqueued = backend.enqueue_many([call for _index, call in calls])
+        for (index, _call), result in zip(calls, enqueued, strict=True):
+            again[index] = task_of(result)
+    return [again[index] for index in range(len(rows))]
+
+
+__all__ = [
+    "ProcessBackend",
+    "ProcessTask",
+    "cancel",
+    "enqueue_again",
+    "enqueue_again_many",
+    "task_of",
+]

@@ -40,13 +40,18 @@ def check_sqlite(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMes
     return sqlite_problems(connections.settings.get(routing.alias()))
 
 
+def sqlite_in_memory(name: str) -> bool:
+    """True for a SQLite NAME that is no file (":memory:", a "mode=memory" URI, or none):
+    no other process (daemon, task) can open it."""
+    return not name or name == ":memory:" or "mode=memory" in name
+
+
 def sqlite_problems(settings: dict[str, Any] | None) -> list[checks.CheckMessage]:
     """What keeps this database (a DATABASES entry) from serving several processes."""
     messages: list[checks.CheckMessage] = []
     if settings is None or "sqlite" not in settings.get("ENGINE", ""):
         return messages
-    name = str(settings.get("NAME") or "")
-    if not name or name == ":memory:" or "mode=memory" in name:
+    if sqlite_in_memory(str(settings.get("NAME") or "")):
         messages.append(
             checks.Error(
                 "djangotasks needs a file SQLite database: an in-memory one cannot be shared "
@@ -75,6 +80,62 @@ def sqlite_problems(settings: dict[str, Any] | None) -> list[checks.CheckMessage
             )
         )
     return messages
+
+
+# A database check: Django runs it only with "check --database ..." (and migrate), so a plain
+# "manage.py check" needs no reachable database.
+@checks.register(checks.Tags.database)
+def check_wakeups(
+    app_configs: Any = None, databases: Any = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """Can committers wake the daemons on this MySQL/MariaDB database?"""
+    from django.db import DatabaseError, connections
+
+    from djangotasks import notify, routing
+
+    alias = routing.alias()
+    if not databases or alias not in databases or connections[alias].vendor != "mysql":
+        return []
+    connection = connections[alias]
+    try:
+        mariadb = notify.is_mariadb(connection)
+        error = notify.processlist_error(connection) if mariadb else None
+    except DatabaseError:
+        return []  # unreachable: Django's own database checks report that
+    return wakeup_problems(mariadb, error, conf.get().POLL_INTERVAL)
+
+
+def wakeup_problems(
+    mariadb: bool, processlist_error: str | None, poll_interval: float
+) -> list[checks.CheckMessage]:
+    """Why run() and cancel() cannot wake the daemons on a MySQL/MariaDB database."""
+    polling = (
+        f"daemons find new work and cancels only by polling, every POLL_INTERVAL "
+        f"({poll_interval:g} s), one query per daemon each time."
+    )
+    if not mariadb:
+        return [
+            checks.Warning(
+                f"The tasks' database is MySQL, which has no KILL QUERY ID to wake the "
+                f"daemons with (MariaDB has): {polling}",
+                hint="Lower POLL_INTERVAL for a faster pickup, at one query per poll per "
+                "daemon; or use MariaDB or PostgreSQL, which wake the daemons at once.",
+                id="djangotasks.W002",
+            )
+        ]
+    if processlist_error is not None:
+        return [
+            checks.Warning(
+                f"The tasks' database user cannot read information_schema.PROCESSLIST "
+                f"({processlist_error}), where run() and cancel() find the daemons to wake: "
+                f"{polling}",
+                hint="Let the database user read information_schema.PROCESSLIST; the "
+                "daemons and the web processes must connect as the same user (a user may "
+                "interrupt its own statements without further privileges).",
+                id="djangotasks.W002",
+            )
+        ]
+    return []
 
 
 BACKEND_PATH = "djangotasks.backend.ProcessBackend"

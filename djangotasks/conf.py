@@ -24,7 +24,8 @@ class TaskSettings:
     """Every setting with its default; see the README for what each one does."""
 
     MAX_CONCURRENCY: int = 4
-    # Where the database cannot wake the daemon (MySQL/MariaDB), it polls this often.
+    # Where the database cannot wake the daemon (MySQL; MariaDB or PostgreSQL while their
+    # wake-up connection is lost), it polls this often.
     POLL_INTERVAL: float = 1.0
     HEARTBEAT_INTERVAL: float = 10.0
     # A daemon whose heartbeat is older than this is lost; its tasks are recovered.

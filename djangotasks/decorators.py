@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.db.models.signals import class_prepared
 
+from djangotasks import routing
 from djangotasks.registry import ScheduleSpec, TaskDefinition, registry
 from djangotasks.ticks import InvalidSchedule, Ticks
 
@@ -180,8 +181,10 @@ class TaskFunction:
         return self.definition.current(None)
 
     def run(self) -> Task:
-        """Shortcut for ``f().run()``."""
-        return self().run()
+        """Shortcut for ``f().run()``, without reading the live task first."""
+        from djangotasks.models import Task
+
+        return Task.placeholder(self.definition, None).run()
 
     def __repr__(self) -> str:
         return f"<@task {self.definition.name}>"
@@ -220,6 +223,28 @@ class TaskMethod:
     def definition_for(self, model: type[Model]) -> TaskDefinition:
         return registry.get(f"{model._meta.label}.{self.attname}")
 
+    def run_for(self, objects: Iterable[Model]) -> list[Task]:
+        """Run this task on each of ``objects`` in one transaction, with a bounded number of
+        statements: ``Article.import_rows.run_for(queryset)``.
+
+        Returns each object's live task in the order given: new, or the one that was
+        already scheduled or running (left as it is, as ``run()`` does).
+        """
+        from djangotasks.models.scheduling import schedule_many
+
+        objects = list(objects)
+        by_model: dict[type[Model], list[Model]] = {}
+        for obj in objects:
+            by_model.setdefault(type(obj), []).append(obj)
+        live: dict[tuple[type[Model], object], Task] = {}
+        with routing.atomic():
+            for model, group in by_model.items():
+                for obj, (task, _created) in zip(
+                    group, schedule_many(self.definition_for(model), group), strict=True
+                ):
+                    live[model, obj.pk] = task
+        return [live[type(obj), obj.pk] for obj in objects]
+
     def __repr__(self) -> str:
         return f"<@task method {self.func.__qualname__}>"
 
@@ -240,8 +265,10 @@ class BoundTaskMethod:
         return self.definition.current(self.instance)
 
     def run(self) -> Task:
-        """Shortcut for ``obj.method().run()``."""
-        return self().run()
+        """Shortcut for ``obj.method().run()``, without reading the live task first."""
+        from djangotasks.models import Task
+
+        return Task.placeholder(self.definition, self.instance).run()
 
 
 def _dependency_name(model: type[Model], method: TaskMethod, dependency: Any) -> str:

@@ -1,154 +1,114 @@
-"""Waking daemons: PostgreSQL LISTEN/NOTIFY, and a cheap change detector for SQLite.
+"""Waking daemons from the committer's side: run(), cancel() and schedule saves.
 
-MySQL/MariaDB have neither; daemons there poll every ``POLL_INTERVAL``.
+PostgreSQL: ``NOTIFY``, delivered when the transaction commits. MariaDB: after the commit,
+interrupt the statement each daemon sleeps in (``KILL QUERY ID``). SQLite needs nothing
+(daemons watch the files); MySQL has no way, and its daemons poll every ``POLL_INTERVAL``.
+The daemons' side is in ``djangotasks.daemon.channels``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import time
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING
 
-from django.db import connections
+from django.db import DatabaseError, connections, transaction
 
-CHANNEL = "djangotasks"
-RECHECK_DELAY = 0.05
+if TYPE_CHECKING:
+    from django.db.backends.base.base import BaseDatabaseWrapper
+
 logger = logging.getLogger("djangotasks")
+
+# PostgreSQL's LISTEN/NOTIFY channel.
+CHANNEL = "djangotasks"
+# MariaDB: the comment that marks a daemon's sleeping statement.
+MARIADB_MARKER = "djangotasks-wakeup"
+# MariaDB error codes: the statement was interrupted (by KILL QUERY), ran past the server's
+# max_statement_time, or was gone before the KILL came (that daemon is awake already).
+QUERY_INTERRUPTED = 1317
+STATEMENT_TIMEOUT = 1969
+UNKNOWN_QUERY_ID = 1957
+# The sleeping statements of this database's daemons. Anchored at both ends, so the
+# statement that looks for them (it contains the pattern, but starts otherwise) is not one.
+FIND_SLEEPING = (
+    "SELECT QUERY_ID FROM information_schema.PROCESSLIST "
+    "WHERE DB = DATABASE() AND COMMAND = 'Query' AND INFO LIKE %s"
+)
+SLEEPING = f"SELECT SLEEP(%) /* {MARIADB_MARKER} */"
+
+_wake_failed = False  # a failing wake-up is logged once per process
+
+
+def mariadb_sleep(seconds: int) -> str:
+    """The statement a MariaDB daemon sleeps in; ``FIND_SLEEPING`` matches it."""
+    return f"SELECT SLEEP({int(seconds)}) /* {MARIADB_MARKER} */"
+
+
+def is_mariadb(connection: BaseDatabaseWrapper) -> bool:
+    """MariaDB rather than MySQL, from the server's greeting (no query)."""
+    connection.ensure_connection()
+    return "mariadb" in connection.connection.get_server_info().lower()
 
 
 def wake_workers(payload: str, using: str) -> None:
-    """Tell listening daemons something changed. Delivered when the transaction commits."""
+    """Tell the daemons something changed: called in the transaction that makes the change
+    (or right after an autocommit write), delivered only once it commits."""
     connection = connections[using]
     if connection.vendor == "postgresql":
+        if payload == "run":
+            return  # new rows: the INSERT's own trigger notified (migration 0007)
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_notify(%s, %s)", [CHANNEL, payload])
+    elif connection.vendor == "mysql" and is_mariadb(connection):
+        # Interrupted before the commit, a daemon would look and find nothing new.
+        transaction.on_commit(partial(wake_mariadb, using), using=using)
 
 
-class PostgresListener:
-    """A dedicated autocommit connection LISTENing on the channel; select() on ``fileno()``."""
+def wake_mariadb(using: str) -> None:
+    """Interrupt every sleeping statement of this database's daemons (on every host).
 
-    def __init__(self, using: str) -> None:
-        wrapper = connections[using]
-        params = wrapper.get_connection_params()
-        self._conn: Any = wrapper.get_new_connection(params)
-        try:
-            self._conn.autocommit = True
-            self._conn.execute(f"LISTEN {CHANNEL}")
-        except BaseException:
-            self.close()  # retried every maintenance round: a failed try must not leak a socket
-            raise
-        # Kept: psycopg raises when asked for the socket of a connection that is lost, and
-        # the daemon needs it precisely then, to unregister it.
-        self._fileno = int(self._conn.pgconn.socket)
-
-    def fileno(self) -> int:
-        return self._fileno
-
-    def drain(self) -> list[str]:
-        """Payloads that have arrived, without blocking."""
-        pgconn = self._conn.pgconn
-        pgconn.consume_input()
-        payloads = []
-        while (notification := pgconn.notifies()) is not None:
-            payloads.append(notification.extra.decode(errors="replace"))
-        if pgconn.status != 0:  # CONNECTION_OK; a dropped connection must be rebuilt
-            raise ConnectionError("LISTEN connection lost")
-        return payloads
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self._conn.close()
-
-
-class SQLiteWatcher:
-    """Detects commits by other processes to a SQLite database.
-
-    On Linux, inotify reports writes to the database files (``fileno()`` becomes readable),
-    so an idle daemon sleeps until something is written. Elsewhere ``fileno()`` is None and
-    the daemon calls ``changed()`` every few milliseconds: a ``stat()`` costs no SQL
-    statement. The files also change when the daemon itself writes (heartbeats, logs);
-    ``PRAGMA data_version`` then tells whether another connection committed too.
-
-    It never opens a database file: POSIX record locks belong to the process, so closing
-    any descriptor of ``-shm`` would drop the locks this process's own SQLite connection
-    holds on it, and the next process to open the database would rebuild the WAL index
-    under our feet (SIGBUS, or a corrupt index). ``stat()`` and inotify open nothing.
+    Never fails the caller: without the wake-up the daemons still find the work at their
+    next safety poll. ``KILL QUERY ID`` needs no privilege for the user's own statements;
+    a query id is never reused while the server runs, so a stale one kills nothing.
     """
+    failure: Exception | None = None
+    try:
+        with connections[using].cursor() as cursor:
+            cursor.execute(FIND_SLEEPING, [SLEEPING])
+            for (query_id,) in cursor.fetchall():
+                try:
+                    cursor.execute("KILL QUERY ID %s", [int(query_id)])
+                except DatabaseError as exc:
+                    # Unknown: it ended between the two statements (that daemon is awake
+                    # already). Another error (another user's daemon) spares the others.
+                    if not exc.args or exc.args[0] != UNKNOWN_QUERY_ID:
+                        failure = exc
+    except Exception as exc:
+        failure = exc
+    if failure is not None:
+        _wake_failed_once(failure)
 
-    def __init__(self, path: str, using: str) -> None:
-        from djangotasks.daemon.linux import FileWrites  # ctypes: only daemons need it
 
-        # SQLite puts "-wal" beside the file a symlink points to; so do we.
-        path = os.path.realpath(path)
-        self._paths = [path, path + "-wal"]
-        self._last = self._snapshot()
-        self._using = using
-        self._connection: object = None
-        self._version: int | None = None
-        self._recheck_at: float | None = None
-        self._writes: FileWrites | None = None
-        directory, name = os.path.split(path)
-        try:
-            self._writes = FileWrites(directory, {name, name + "-wal"})
-        except OSError as exc:  # not Linux, or out of inotify instances/watches
-            logger.info("taskd: no inotify for %s (%s); watching it by polling", path, exc)
+def _wake_failed_once(exc: Exception) -> None:
+    global _wake_failed
+    if not _wake_failed:
+        logger.warning(
+            "djangotasks: could not wake the daemons (%s); they find new work and cancels "
+            "at their next poll instead (within seconds)",
+            exc,
+        )
+    _wake_failed = True
 
-    def fileno(self) -> int | None:
-        """A descriptor that is readable when the files were written to; None: poll instead."""
-        return self._writes.fileno() if self._writes is not None else None
 
-    def drain(self) -> bool:
-        """Consume the write events; True if the database files were written to."""
-        return self._writes.drain() if self._writes is not None else True
-
-    @property
-    def recheck_at(self) -> float | None:
-        """When ``changed()`` wants to be called again although no new write was seen."""
-        return self._recheck_at
-
-    def close(self) -> None:
-        if self._writes is not None:
-            self._writes.close()
-            self._writes = None
-
-    def _snapshot(self) -> tuple[object, ...]:
-        result: list[object] = []
-        for path in self._paths:
-            try:
-                st = os.stat(path)
-                result.append((st.st_ino, st.st_mtime_ns, st.st_size))
-            except FileNotFoundError:
-                result.append(None)
-        return tuple(result)
-
-    def changed(self, written: bool = False) -> bool:
-        """True if another connection committed since the last call that returned True.
-
-        ``written``: inotify saw a write, so ask SQLite even if the files' times and sizes
-        look the same (times are coarse, and a WAL that starts over keeps its size).
-        """
-        current = self._snapshot()
-        now = time.monotonic()
-        if current == self._last and not written:
-            if self._recheck_at is None or now < self._recheck_at:
-                return False
-            self._recheck_at = None
-        else:
-            # The files change while a commit is being written, a moment before the commit
-            # is visible: if it is not visible yet, look once more shortly after. The same
-            # look catches a second commit whose stat() matched the first one's.
-            self._last = current
-            self._recheck_at = now + RECHECK_DELAY
-        connection = connections[self._using]
+def processlist_error(connection: BaseDatabaseWrapper) -> str | None:
+    """Why a committer on ``connection`` (MariaDB) cannot find the sleeping statements, or
+    None when it can."""
+    try:
         with connection.cursor() as cursor:
-            cursor.execute("PRAGMA data_version")
-            (value,) = cursor.fetchone()
-        # data_version is per connection: a new connection (after a reconnect) starts over.
-        # Keeping the connection object itself (not its id, which can be reused) tells them apart.
-        if connection.connection is self._connection and value == self._version:
-            return False
-        self._connection, self._version = connection.connection, value
-        self._recheck_at = None
-        return True
+            cursor.execute(
+                "SELECT QUERY_ID FROM information_schema.PROCESSLIST WHERE ID = CONNECTION_ID()"
+            )
+            cursor.fetchall()
+    except DatabaseError as exc:
+        return str(exc)
+    return None

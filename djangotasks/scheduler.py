@@ -71,13 +71,13 @@ def fire_due() -> Pass:
         return Pass(None, frozenset())
     now = from_milliseconds(rows[0].now)
     due = [row.pk for row in rows if row.next_tick is not None and row.next_tick <= now]
-    for pk in due:
+    # Loaded together (a deleted one is simply not there); each is acted on by itself.
+    for pk, schedule in (Schedule.objects.in_bulk(due) if due else {}).items():
         try:
-            schedule = Schedule.objects.get(pk=pk)
             if schedule.enabled and schedule.next_tick is not None:
                 fire(schedule, now)
-        except (IntegrityError, Schedule.DoesNotExist):
-            pass  # another daemon acted on this tick first (or the schedule was deleted)
+        except IntegrityError:
+            pass  # another daemon acted on this tick first
         except Exception as exc:
             if dberrors.is_outage(exc):
                 raise

@@ -9,7 +9,8 @@ from django.test.utils import CaptureQueriesContext
 from djangotasks import current_task, signals
 from djangotasks.exceptions import InvalidTransition
 from djangotasks.models import Task, TaskLogChunk
-from djangotasks.models.transitions import claim, finish
+from djangotasks.models.claiming import claim
+from djangotasks.models.transitions import finish
 from djangotasks.models.worker import Worker
 from djangotasks.statuses import Status
 from tests.models import Job

@@ -9,7 +9,13 @@ from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
 from djangotasks import conf, task
-from djangotasks.checks import check_schedules, check_settings, sqlite_problems
+from djangotasks.checks import (
+    check_schedules,
+    check_settings,
+    check_wakeups,
+    sqlite_problems,
+    wakeup_problems,
+)
 from djangotasks.registry import ScheduleSpec, TaskDefinition, registry
 
 GOOD = {
@@ -100,12 +106,6 @@ def test_the_django_tasks_backend_without_a_tasks_framework_is_explained(monkeyp
     assert "djangotasks[backport]" in error.hint
 
 
-@pytest.fixture
-def scratch_registry(monkeypatch):
-    """Tasks registered by the test are forgotten after it: the registry is process-wide."""
-    monkeypatch.setattr(registry, "_definitions", dict(registry._definitions))
-
-
 def nightly() -> None:  # pragma: no cover - scheduled in a test, never run
     pass
 
@@ -159,3 +159,34 @@ def test_a_check_names_a_few_tasks_however_many_there_are(scratch_registry):
     with override_settings(USE_TZ=False):
         [error] = check_schedules()
     assert "(tests.scheduled.a, tests.scheduled.b, tests.scheduled.c and 2 more)" in error.msg
+
+
+# -- MySQL/MariaDB: can run() and cancel() wake the daemons? ----------------------------------
+
+
+def test_the_wake_up_check_needs_a_database_only_when_asked_for_one():
+    # Plain "manage.py check" (no --database): nothing to say, and no query made.
+    assert check_wakeups() == []
+    assert check_wakeups(databases=["other"]) == []
+
+
+@pytest.mark.django_db
+def test_the_test_database_can_wake_its_daemons():
+    assert check_wakeups(databases=["default"]) == []
+
+
+def test_mysql_cannot_wake_the_daemons():
+    [warning] = wakeup_problems(mariadb=False, processlist_error=None, poll_interval=1.0)
+    assert warning.id == "djangotasks.W002"
+    assert "MySQL, which has no KILL QUERY ID" in warning.msg
+    assert "polling, every POLL_INTERVAL (1 s)" in warning.msg
+    assert "Lower POLL_INTERVAL" in warning.hint
+
+
+def test_mariadb_without_the_process_list_cannot_wake_the_daemons():
+    [warning] = wakeup_problems(True, processlist_error="access denied", poll_interval=0.5)
+    assert warning.id == "djangotasks.W002"
+    assert "cannot read information_schema.PROCESSLIST (access denied)" in warning.msg
+    assert "every POLL_INTERVAL (0.5 s)" in warning.msg
+    assert "same user" in warning.hint
+    assert wakeup_problems(True, processlist_error=None, poll_interval=0.5) == []

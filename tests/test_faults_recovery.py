@@ -18,8 +18,8 @@ from django.urls import reverse
 from djangotasks.daemon.linux import host_key
 from djangotasks.models import Task, Worker, transitions
 from djangotasks.statuses import Status
-from tests.conftest import wait_status, wait_until
 from tests.faulty import Fault, settings_env
+from tests.helpers import wait_status, wait_until
 from tests.models import Job
 
 # Injected into a daemon: while FLAG exists, starting a task process fails as under a
@@ -49,11 +49,11 @@ from django.db import InterfaceError
 from djangotasks.daemon import queue
 _load = queue.load_targets
 _left = [1]
-def load_targets(tasks):
+def load_targets(tasks, *args):
     if _left[0] and tasks:
         _left[0] -= 1
         raise InterfaceError("injected: connection dropped between claim and start")
-    return _load(tasks)
+    return _load(tasks, *args)
 queue.load_targets = load_targets
 """
 

@@ -23,8 +23,9 @@ from django.utils.translation import gettext as _
 
 from djangotasks import scheduler
 from djangotasks.admin import charts, panels, permissions, results
-from djangotasks.admin.pagination import AtLeast, prefetch_targets
+from djangotasks.admin.pagination import AtLeast
 from djangotasks.models import Schedule, Task, Worker
+from djangotasks.models.targets import load_targets
 from djangotasks.registry import UnknownTask, registry
 from djangotasks.statuses import ACTIVE, FAILED, Status
 from djangotasks.templatetags.djangotasks_admin import duration
@@ -122,7 +123,7 @@ def live_context(model_admin: TaskAdmin, request: HttpRequest) -> dict[str, Any]
         .select_related("worker", "content_type")
         .order_by("start_date", "id")[:RUNNING_LIMIT]
     )
-    prefetch_targets(running)
+    load_targets(running)
     running = model_admin.access(request).shown(running)
     # The stubs lose the annotation when a custom QuerySet is iterated: say what the rows are.
     workers = cast(
@@ -182,7 +183,7 @@ def charts_context(model_admin: TaskAdmin, request: HttpRequest) -> dict[str, An
         .select_related("content_type")
         .order_by("-end_date")[:FAILURE_LIMIT]
     )
-    prefetch_targets(failed)
+    load_targets(failed)
     failed = model_admin.access(request).shown(failed)
     failures = []
     for task in failed:

@@ -25,11 +25,11 @@ from django.utils.translation import gettext_lazy, ngettext
 
 from djangotasks.admin import panels, permissions
 from djangotasks.admin.task_admin import MEDIA_CSS, MEDIA_JS
-from djangotasks.exceptions import InvalidTransition
 from djangotasks.models import Task
+from djangotasks.models.scheduling import schedule_many
 from djangotasks.models.task import content_types
 from djangotasks.registry import TaskDefinition, registry
-from djangotasks.statuses import PENDING, Status
+from djangotasks.statuses import PENDING
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -138,20 +138,15 @@ class TaskAdminMixin:
         scheduled: list[Model] = []
         already: list[Model] = []
         refused: list[Model] = []
+        permitted: list[Model] = []
         for obj in queryset:
-            if not self.has_run_task_permission(request, obj):
-                refused.append(obj)
-                continue
-            current = definition.current(obj)
-            if current.pk is not None and current.status in PENDING:
-                already.append(obj)
-                continue
-            try:
-                current.run()
-            except InvalidTransition:  # it started being cancelled since we looked
-                already.append(obj)
-            else:
-                scheduled.append(obj)
+            (permitted if self.has_run_task_permission(request, obj) else refused).append(obj)
+        # One transaction and a bounded number of statements, however many were selected.
+        for obj, (_task, created) in zip(
+            permitted, schedule_many(definition, permitted), strict=True
+        ):
+            # Not created: it was scheduled, running or being cancelled already.
+            (scheduled if created else already).append(obj)
         opts = self.opts
         if scheduled:
             self.message_user(
@@ -216,12 +211,7 @@ class TaskAdminMixin:
             for definition in definitions:
                 task = live.get((str(obj.pk), definition.name))
                 if task is None:
-                    task = Task(
-                        name=definition.name,
-                        content_type=content_type,
-                        object_id=str(obj.pk),
-                        status=Status.DEFINED,
-                    )
+                    task = Task.placeholder(definition, obj, content_type)
                 items.append(
                     ColumnItem(
                         label=definition.label,

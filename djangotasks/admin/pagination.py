@@ -7,20 +7,16 @@ an index), and the list says "500+ tasks" instead of an exact total.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import TYPE_CHECKING
 
 from django.contrib.admin.views.main import PAGE_VAR, ChangeList
-from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.utils.functional import cached_property
 
 from djangotasks.admin import permissions
-from djangotasks.models.task import content_types
+from djangotasks.models.targets import load_targets
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
-
     from django.db.models import QuerySet
     from django.http import HttpRequest
 
@@ -81,32 +77,10 @@ def page_number(request: HttpRequest) -> int:
         return 1
 
 
-def prefetch_targets(tasks: Iterable[Task]) -> None:
-    """Load the objects of ``tasks`` with one query per model instead of one per task."""
-    wanted: dict[int, list[Task]] = defaultdict(list)
-    for task in tasks:
-        if task.content_type_id is not None and "target" not in task.__dict__:
-            wanted[task.content_type_id].append(task)
-    for content_type_id, group in wanted.items():
-        model = content_types().get_for_id(content_type_id).model_class()
-        if model is None:
-            for task in group:
-                task.__dict__["target"] = None
-            continue
-        found = {}
-        ids = {t.object_id for t in group}
-        try:
-            found = {str(o.pk): o for o in model._default_manager.filter(pk__in=ids)}
-        except (ValueError, TypeError, ValidationError):
-            pass  # ids that do not fit the primary key: those objects do not exist
-        for task in group:
-            task.__dict__["target"] = found.get(task.object_id)
-
-
 class TaskChangeList(ChangeList):
     def get_results(self, request: HttpRequest) -> None:
         super().get_results(request)
-        prefetch_targets(self.result_list)
+        load_targets(self.result_list)
         # The query kept the tasks of objects in their ModelAdmins' querysets; an object's
         # own has_view_permission(request, obj) is asked of the rows shown.
         access = permissions.Access.of(request, self.model_admin.admin_site)

@@ -10,14 +10,13 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from django.contrib.contenttypes.models import ContentType
 from django.urls import reverse
 
 from djangotasks.admin import permissions, results
 from djangotasks.models import Task, TaskLogChunk
 from djangotasks.models.task import content_types
-from djangotasks.registry import TaskDefinition, registry
-from djangotasks.statuses import ACTIVE, PENDING, Status
+from djangotasks.registry import registry
+from djangotasks.statuses import PENDING, Status
 
 if TYPE_CHECKING:
     from django.contrib.admin import AdminSite
@@ -182,8 +181,8 @@ def object_cards(request: HttpRequest, admin_site: AdminSite, obj: Model) -> lis
             history[old.name].append(old)
     cards = []
     for definition in definitions:
-        task = live.get(definition.name) or _placeholder(definition, content_type, obj)
-        task.__dict__["target"] = obj
+        task = live.get(definition.name) or Task.placeholder(definition, obj, content_type)
+        task.set_target(obj)
         task.content_type = content_type
         dependencies = [_dependency(name, live) for name in definition.dependencies]
         cards.append(
@@ -198,17 +197,6 @@ def object_cards(request: HttpRequest, admin_site: AdminSite, obj: Model) -> lis
     return cards
 
 
-def _placeholder(definition: TaskDefinition, content_type: ContentType, obj: Model) -> Task:
-    # Reading never writes: a task that never ran is shown from an unsaved row.
-    return Task(
-        name=definition.name,
-        content_type=content_type,
-        object_id=str(obj.pk),
-        status=Status.DEFINED,
-        priority=definition.priority,
-    )
-
-
 def _dependency(name: str, live: dict[str, Task]) -> Dependency:
     task = live.get(name)
     if task is not None:
@@ -217,7 +205,3 @@ def _dependency(name: str, live: dict[str, Task]) -> Dependency:
         return Dependency(registry.get(name).label, None)
     except LookupError:
         return Dependency(name, None)
-
-
-def is_active(task: Task) -> bool:
-    return task.status in ACTIVE

@@ -225,11 +225,11 @@ class Access:
 
     def shown(self, tasks: list[Task]) -> list[Task]:
         """The tasks among ``tasks`` (from ``visible()``) the user may see, objects loaded."""
-        from djangotasks.admin.pagination import prefetch_targets
+        from djangotasks.models.targets import load_targets
 
         if self.superuser:
             return tasks
-        prefetch_targets(tasks)
+        load_targets(tasks)
         return [task for task in tasks if self.shows(task)]
 
     def batches(self, tasks: QuerySet[Task]) -> Iterator[tuple[list[Task], int]]:

@@ -18,7 +18,7 @@ from djangotasks.admin.filters import ModelFilter, QueueFilter, TaskNameFilter, 
 from djangotasks.admin.pagination import LookaheadPaginator, TaskChangeList, page_number
 from djangotasks.admin.views import TaskViewsMixin
 from djangotasks.exceptions import InvalidTransition
-from djangotasks.models import Task, TaskLogChunk, graph
+from djangotasks.models import Task, TaskLogChunk, graph, scheduling
 from djangotasks.models.task import content_types
 from djangotasks.statuses import ACTIVE, PENDING
 from djangotasks.templatetags.djangotasks_admin import (
@@ -297,6 +297,7 @@ class TaskAdmin(TaskViewsMixin, results.ResultFieldsMixin, _TaskModelAdmin):
     def run_selected_again(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:
         access = self.access(request)
         scheduled, pending, failed, denied = 0, 0, [], 0
+        runnable: list[Task] = []
         for shown, hidden in access.batches(queryset.select_related("content_type")):
             denied += hidden
             for task in shown:
@@ -307,12 +308,19 @@ class TaskAdmin(TaskViewsMixin, results.ResultFieldsMixin, _TaskModelAdmin):
                 elif not access.may_run(task):
                     denied += 1
                 else:
-                    try:
-                        task.run()
-                        scheduled += 1
-                    except results.run_errors() as exc:
-                        # A Django task is enqueued again: settings may refuse it since.
-                        failed.append(f"{results.title(task)} ({exc})")
+                    runnable.append(task)
+        try:
+            # All at once: one transaction, a bounded number of statements.
+            scheduled = len(scheduling.run_again(runnable))
+        except results.run_errors():
+            # One of them is refused (its object is gone; for a Django task, settings
+            # refuse it since): one at a time, to say which.
+            for task in runnable:
+                try:
+                    task.run()
+                    scheduled += 1
+                except results.run_errors() as exc:
+                    failed.append(f"{results.title(task)} ({exc})")
         message = ngettext("%d task scheduled.", "%d tasks scheduled.", scheduled) % scheduled
         if pending:
             message += (

@@ -141,7 +141,9 @@ def _error(cls: type[BaseException], exc: BaseException) -> dict[str, str]:
         text = _text(exc)
     if len(text) > MAX_TRACEBACK:
         text = "...\n" + text[-MAX_TRACEBACK:]
-    return {"exception_class_path": f"{cls.__module__}.{cls.__qualname__}", "traceback": text}
+    from djangotasks.models.transitions import error_record  # Django is set up by now
+
+    return error_record(cls, text)
 
 
 def execute(task: Task, control_fd: int) -> int:

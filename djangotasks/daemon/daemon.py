@@ -1,10 +1,10 @@
 """The taskd daemon: claims tasks, runs each in its own process group, captures, cancels.
 
-One thread, one ``selectors`` loop over the task processes' pipes (and the PostgreSQL
-LISTEN socket), so forking is safe: there is no other thread whose locks a fork could copy.
-Every database write goes through ``models.transitions`` or the ``LogWriter``. This module
-has the loop, the lifecycle and the heartbeats; wakeups.py the wake-up channels, queue.py
-takes work from the queue and supervision.py runs the task processes.
+One thread, one ``selectors`` loop over the task processes' pipes (and the wake-up
+channel's descriptor), so forking is safe: there is no other thread whose locks a fork could
+copy. Every database write goes through ``models.transitions`` or the ``LogWriter``. This
+module has the loop, the lifecycle and the heartbeats; channels/ the wake-up channels,
+queue.py takes work from the queue and supervision.py runs the task processes.
 
 Errors are sorted where they happen: a database outage is waited out with backoff, an
 error in the work of one task ends that task, and anything else is logged and retried with
@@ -22,23 +22,27 @@ import socket
 import threading
 import time
 from collections.abc import Collection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 from django.utils import timezone
 
-from djangotasks import conf, dberrors, notify, routing, scheduler
+from djangotasks import conf, dberrors, routing, scheduler
 from djangotasks.daemon import linux
+from djangotasks.daemon.channels import PollingChannel, Wakeup, WakeupChannel, open_channel
 from djangotasks.daemon.lease import Watchdog, lease_seconds
 from djangotasks.daemon.logwriter import LogWriter
+from djangotasks.daemon.outage import Outage
 from djangotasks.daemon.process import TaskProcess, describe_exit
 from djangotasks.daemon.queue import Queue
 from djangotasks.daemon.schedules import ScheduleTimer
-from djangotasks.daemon.wakeups import WakeUps
 from djangotasks.exceptions import WorkerLost
 from djangotasks.models import Worker, recovery, transitions
 from djangotasks.models.clock import DatabaseClock
 from djangotasks.statuses import Status
+
+if TYPE_CHECKING:
+    from django.db.backends.base.base import BaseDatabaseWrapper
 
 logger = logging.getLogger("djangotasks")
 
@@ -50,7 +54,7 @@ MAX_DB_BACKOFF = 10.0
 FINISH_WAIT = 10.0
 
 
-class Daemon(WakeUps, Queue):
+class Daemon(Queue):
     def __init__(
         self,
         *,
@@ -76,9 +80,8 @@ class Daemon(WakeUps, Queue):
         self.finishing: list[TaskProcess] = []
         self.logs = LogWriter(self.settings.MAX_LOG_SIZE)
         self.worker: Worker | None = None
-        self.listener: notify.PostgresListener | None = None
-        self.watcher: notify.SQLiteWatcher | None = None
-        self.listen_failed = False  # logged once, not on every retry
+        # Polling until _setup() opens the database's own channel (in the daemon's thread).
+        self.channel: WakeupChannel = PollingChannel(self.selector, self.settings.POLL_INTERVAL)
         self.look_needed = True
         self.cancels_needed = False
         self.phantoms_needed = False
@@ -89,9 +92,6 @@ class Daemon(WakeUps, Queue):
         now = time.monotonic()
         self.next_poll = now
         self.next_cancel_check = now
-        self.next_watch_look = now
-        self.next_watch_stat = now
-        self.watch_pending = False  # inotify saw a write not yet looked at
         self.next_heartbeat = now
         self.next_maintenance = now
         self.next_flush = now
@@ -100,9 +100,8 @@ class Daemon(WakeUps, Queue):
         self.claim_paused_until = now
         self.start_failures: dict[int, int] = {}  # task id -> failed starts in a row
         self.unsaved_pids: dict[int, int] = {}  # task id -> pid not yet recorded
-        self.db_down_since: float | None = None
-        self.db_retry_at = 0.0
-        self.db_backoff = 0.5
+        # At least one try per heartbeat interval: the lease is renewed as soon as it can be.
+        self.outage = Outage(min(MAX_DB_BACKOFF, self.settings.HEARTBEAT_INTERVAL))
         # The lease (see lease.py): until when our tasks may run without a new heartbeat.
         self.lease = lease_seconds(self.settings.WORKER_TIMEOUT, self.settings.HEARTBEAT_INTERVAL)
         self.lease_end = now + self.lease
@@ -164,7 +163,7 @@ class Daemon(WakeUps, Queue):
         self._register()
         # Schedules written in code (@task(schedule=...)) as this start of the code has them.
         scheduler.sync_code_schedules()
-        self._open_wakeup_channel()
+        self.channel = open_channel(self.alias, self.selector, self.settings.POLL_INTERVAL)
         logger.info(
             "taskd %s started: up to %d tasks at once, %s, database %s (%s), queues: %s",
             self.worker, self.capacity, "fork" if self.use_fork else "fresh interpreters",
@@ -219,7 +218,7 @@ class Daemon(WakeUps, Queue):
                     self._kill(proc, "Daemon stopped at once.", Status.CANCELLED, grace=0)
         if not self.stopping or self.processes:
             return False
-        if self.finishing and self.db_down_since is not None:
+        if self.finishing and self.outage.down:
             # The processes are gone but their ends cannot be recorded: the database is out
             # (a second signal means now; a first one waits a little for it to come back).
             assert self.shutdown_deadline is not None
@@ -250,18 +249,15 @@ class Daemon(WakeUps, Queue):
         for proc in list(self.processes.values()):
             proc.signal_group(signal.SIGKILL)
         self._stop_watchdog()
-        if self.db_down_since is None:
+        if not self.outage.down:
             try:
                 self.logs.flush()
                 if self.worker is not None:
                     Worker.objects.filter(pk=self.worker.pk).update(stopped_at=timezone.now())
             except Exception as exc:
                 logger.error("taskd: could not store the last output and stop time: %s", exc)
-        if self.listener is not None:
-            self.listener.close()
+        self.channel.close()
         self.selector.close()
-        if self.watcher is not None:
-            self.watcher.close()
         if not self.thread_mode and threading.current_thread() is threading.main_thread():
             signal.set_wakeup_fd(-1)  # a late signal must not write to a closed pipe
         os.close(self.wakeup_r)
@@ -270,13 +266,43 @@ class Daemon(WakeUps, Queue):
 
     # -- the loop ------------------------------------------------------------------------
 
+    @property
+    def db(self) -> BaseDatabaseWrapper:
+        """The tasks' database connection of the running thread (thread mode: the daemon's)."""
+        return connections[self.alias]
+
+    def _on_wakeup(self) -> None:
+        # Signals (SIGCHLD, SIGTERM) and stop() write here to interrupt select().
+        try:
+            while os.read(self.wakeup_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    def _woken(self, news: Wakeup) -> None:
+        """Act on what the wake-up channel says changed."""
+        if news & Wakeup.QUEUE:
+            self.look_needed = True
+        if news & Wakeup.CANCELS and self.processes:
+            self.cancels_needed = True
+        if news & Wakeup.SCHEDULES:
+            self.schedule_timer.changed(certain=not news & Wakeup.UNKNOWN)
+        # A channel that just stopped reporting (lost) wants polling at POLL_INTERVAL from
+        # now, not at the next safety poll.
+        self.next_poll = min(self.next_poll, time.monotonic() + self.channel.poll_interval)
+
+    def _cancels_polled(self) -> bool:
+        # Without a wake-up channel (MySQL) a cancel is only seen by asking; ask often while
+        # tasks run (one indexed SELECT), so a cancel takes effect well within a second.
+        return bool(self.processes) and not self.channel.reports_changes
+
     def _timeout(self) -> float:
         now = time.monotonic()
         deadlines = [self.next_heartbeat, self.next_maintenance]
         if self.processes and not self.lease_lost:
             deadlines.append(self.lease_end)
-        if self.db_down_since is not None:
-            deadlines.append(self.db_retry_at)
+        if self.outage.down:
+            deadlines.append(self.outage.retry_at)
         else:
             deadlines.append(self.next_poll)
             # A look wanted while every slot is taken waits for a slot: no busy loop.
@@ -291,8 +317,8 @@ class Daemon(WakeUps, Queue):
                 deadlines.append(progress_due)
             if not self.stopping:
                 deadlines.append(self.schedule_timer.due_at)
-        if self.watcher is not None:
-            deadlines.append(self._next_watch(now))
+            if (channel_due := self.channel.due_at(now)) is not None:
+                deadlines.append(channel_due)
         if self._cancels_polled():
             deadlines.append(self.next_cancel_check)
         if self.next_due is not None:
@@ -315,27 +341,25 @@ class Daemon(WakeUps, Queue):
         if self.next_due is not None and now >= self.next_due:
             self.next_due = None
             self.look_needed = True
-        if self.db_down_since is not None and now < self.db_retry_at:
+        if not self.outage.may_try(now):
             return
         try:
             self._database_work(now)
         except Exception as exc:
             self._database_failed(exc)
         else:
-            if self.db_down_since is not None:
-                logger.warning(
-                    "taskd: database reachable again after %.0f s",
-                    time.monotonic() - self.db_down_since,
-                )
-                self.db_down_since = None
-                self.db_backoff = 0.5
+            if (lasted := self.outage.ended(time.monotonic())) is not None:
+                logger.warning("taskd: database reachable again after %.0f s", lasted)
 
     def _database_work(self, now: float) -> None:
-        if self.watcher is not None and now >= self._next_watch(now):
-            self._watch_sqlite(now)
+        # Not while the database is out: reopening the channel's connection could hang on
+        # a server out of reach, and what it would say can wait for the outage's end.
+        due = self.channel.due_at(now)
+        if not self.outage.down and due is not None and now >= due:
+            self._woken(self.channel.drain(now))
         # After an outage, a heartbeat is the probe: "reachable again" means a query went
         # through, not merely that this round had nothing to ask.
-        if now >= self.next_heartbeat or self.db_down_since is not None:
+        if now >= self.next_heartbeat or self.outage.down:
             self._heartbeat()
         if self.logs.has_pending() and now >= self.next_flush:
             self.logs.flush()
@@ -356,7 +380,7 @@ class Daemon(WakeUps, Queue):
             self.finishing.pop(0)
             self.schedule_timer.task_ended(proc.task.name)
         if now >= self.schedule_timer.due_at and not self.stopping:
-            if self.schedule_timer.fire(now, channel=self._has_channel()):
+            if self.schedule_timer.fire(now, channel=self.channel.reports_changes):
                 self.look_needed = True
         if self.phantoms_needed:
             self._end_phantoms()  # claimed just before an outage, perhaps never started
@@ -371,23 +395,16 @@ class Daemon(WakeUps, Queue):
 
     def _database_failed(self, exc: Exception) -> None:
         """Back off: the database is out, or the daemon's own work failed unexpectedly."""
-        now = time.monotonic()
-        if self.db_down_since is None:
-            self.db_down_since = now
+        if self.outage.failed(time.monotonic()):
             if dberrors.is_outage(exc):
                 logger.warning("taskd: database unavailable (%s); retrying with backoff", exc)
             else:
                 logger.error("taskd: unexpected error; retrying with backoff", exc_info=exc)
         with contextlib.suppress(Exception):
             self.db.close()
-        if self.listener is not None:
-            self._drop_listener()
+        self.channel.reset()
         # A claim may have committed just before the error, with no process started for it.
         self.phantoms_needed = self.worker is not None
-        self.db_retry_at = now + self.db_backoff
-        # At least once per heartbeat interval: the lease is renewed as soon as it can be.
-        ceiling = min(MAX_DB_BACKOFF, self.settings.HEARTBEAT_INTERVAL)
-        self.db_backoff = min(self.db_backoff * 2, ceiling)
 
     # -- heartbeats and recovery ---------------------------------------------------------
 
@@ -481,8 +498,6 @@ class Daemon(WakeUps, Queue):
         if self.db.settings_dict.get("CONN_MAX_AGE"):
             close_old_connections()
         self.next_maintenance = now + max(self.settings.WORKER_TIMEOUT / 2, 1.0)
-        if self.listener is None and self.db.vendor == "postgresql":
-            self._open_wakeup_channel()
         transitions.fail_orphaned_dependents()
         self._end_phantoms()
         if self.processes:

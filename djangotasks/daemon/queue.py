@@ -12,8 +12,10 @@ import time
 from django.utils import timezone
 
 from djangotasks import dberrors
-from djangotasks.daemon.supervision import DELETED, Supervision, load_targets
-from djangotasks.models import Task, recovery, transitions
+from djangotasks.daemon.channels import WakeupChannel
+from djangotasks.daemon.supervision import DELETED, Supervision
+from djangotasks.models import Task, claiming, recovery, transitions
+from djangotasks.models.targets import load_targets
 from djangotasks.statuses import ACTIVE, Status
 
 logger = logging.getLogger("djangotasks")
@@ -23,9 +25,8 @@ logger = logging.getLogger("djangotasks")
 # claims nothing meanwhile. After the last try it ends with the error as its reason.
 START_ATTEMPTS = 4
 START_RETRY_DELAY = 1.0
-# How often the queue is polled when the database has no wake-up channel is a setting;
-# where it has one, this is the safety net (a lost notification, a row inserted by hand).
-SAFETY_POLL_INTERVAL = 5.0
+# Where the wake-up channel does not report cancels, how often they are polled while tasks
+# run. (How often the queue is polled is the channel's to say: channels/base.py.)
 CANCEL_POLL_INTERVAL = 0.2
 
 
@@ -41,18 +42,14 @@ class Queue(Supervision):
     start_failures: dict[int, int]
     unsaved_pids: dict[int, int]
     lease_lost: bool
-
-    def _has_channel(self) -> bool:
-        raise NotImplementedError
+    channel: WakeupChannel
 
     def _look(self) -> None:
         """Claim what fits, and act on cancels of our tasks."""
         now = time.monotonic()
         polled = now >= self.next_poll
         if polled:
-            self.next_poll = now + (
-                SAFETY_POLL_INTERVAL if self._has_channel() else self.settings.POLL_INTERVAL
-            )
+            self.next_poll = now + self.channel.poll_interval
         if self.processes and (self.cancels_needed or polled):
             self._check_cancels()
             self.next_cancel_check = now + CANCEL_POLL_INTERVAL
@@ -67,18 +64,21 @@ class Queue(Supervision):
             if not Task.objects.in_queues(self.queues).claimable(timezone.now()).exists():
                 return
         self.look_needed = False
-        claimed = transitions.claim(self.worker, free, self.queues)  # type: ignore[arg-type]
+        claimed = claiming.claim(self.worker, free, self.queues)  # type: ignore[arg-type]
         self._start_claimed(claimed)
         if len(claimed) == free:
             self.look_needed = True  # there may be more; look again when a slot frees
-        elif self._has_channel():
+        elif self.channel.reports_changes:
             self._schedule_next_due()  # polling finds due tasks anyway
 
     def _start_claimed(self, claimed: list[Task]) -> None:
         # A database error from here on leaves claimed tasks without a process ("phantoms"):
         # the phantom check after the outage gives back those that never started.
         if self.use_fork:
-            load_targets(claimed)
+            # The forked task inherits its object, so it reaches its first line without
+            # opening a database connection of its own. A model whose objects cannot be
+            # loaded here is left to the task process, which says why in that task's log.
+            load_targets(claimed, _preload_failed)
         for index, task in enumerate(claimed):
             try:
                 proc = self._start(task)
@@ -115,11 +115,11 @@ class Queue(Supervision):
         """Record the pids of started tasks (kept and saved again after a database error)."""
         if not self.unsaved_pids:
             return
-        running = {proc.task.pk: proc.task for proc in self.processes.values()}
-        tasks = [running[pk] for pk in self.unsaved_pids if pk in running]
+        running = {proc.task.pk for proc in self.processes.values()}
         try:
-            if tasks:
-                Task.objects.bulk_update(tasks, ["pid"])
+            claiming.record_pids(
+                {pk: pid for pk, pid in self.unsaved_pids.items() if pk in running}
+            )
         except Exception as exc:
             if dberrors.is_outage(exc):
                 raise
@@ -181,3 +181,9 @@ class Queue(Supervision):
                 if dberrors.is_outage(exc):
                     raise
                 logger.error("taskd: could not end task #%s", task.pk, exc_info=exc)
+
+
+def _preload_failed(group: list[Task], exc: Exception) -> None:
+    if dberrors.is_outage(exc):
+        raise exc
+    logger.warning("taskd: could not preload the objects of %s: %s", group[0].name, exc)

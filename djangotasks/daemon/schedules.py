@@ -1,11 +1,12 @@
 """The daemon's part in schedules: a timer for the next tick, and what makes it fire early.
 
 Every daemon keeps one; none is special. It fires (``scheduler.fire_due()``) when the next
-tick comes. A schedule added or edited elsewhere is learnt from the wake-up channel (a
-NOTIFY on PostgreSQL, any other process's commit on SQLite), at most once per
-``LEARN_INTERVAL``; where there is none (MySQL/MariaDB) by reading the schedules every
-``REREAD`` seconds. Idle, that costs no statement until the next tick on PostgreSQL and
-SQLite, and one per ``REREAD`` on MySQL/MariaDB.
+tick comes. A schedule added or edited elsewhere is learnt from the wake-up channel: a
+NOTIFY that says so on PostgreSQL (read within ``LEARN_INTERVAL``); on SQLite any other
+process's commit and on MariaDB any wake-up, which do not say what changed (read within
+``GUESS_INTERVAL``). Where there is no channel (MySQL, or one that is down) the schedules are
+read every ``REREAD`` seconds. Idle, that costs no statement until the next tick with a
+channel, and one per ``REREAD`` without.
 """
 
 from __future__ import annotations
@@ -17,8 +18,14 @@ from djangotasks import scheduler
 # Where the channel reports every change, reading the schedules again is only a safety net.
 REREAD_WITH_CHANNEL = 60.0
 REREAD = 5.0
-# A busy database (other daemons' log flushes) changes all the time: learn at most this often.
+# Read again at most this often after a channel said that a schedule changed.
 LEARN_INTERVAL = 0.5
+# ... and after a commit of unknown content: on a busy database (other daemons' log flushes,
+# every run()) that is all the time, and reading the schedules each time cost up to two
+# statements a second per daemon, schedules or not. Reading at most every 2 s costs at most
+# half a statement a second, and a schedule saved in the admin is still learnt within 2 s
+# (its first ticks are then late, not missed: scheduler.LEARNT_WITHIN).
+GUESS_INTERVAL = 2.0
 # Never loop faster than this on a tick that the database's clock says is not quite due.
 MIN_WAIT = 0.005
 
@@ -34,9 +41,14 @@ class ScheduleTimer:
         """Fire (or read the schedules again) at the next turn of the loop."""
         self.due_at = time.monotonic()
 
-    def changed(self) -> None:
-        """Something may have changed in the schedules: read them again soon."""
-        self.due_at = min(self.due_at, max(time.monotonic(), self.fired_at + LEARN_INTERVAL))
+    def changed(self, certain: bool = True) -> None:
+        """Something may have changed in the schedules: read them again soon.
+
+        ``certain``: the channel said a schedule was saved (PostgreSQL); otherwise only that
+        something was committed (SQLite, MariaDB), which is read lazily.
+        """
+        wait = LEARN_INTERVAL if certain else GUESS_INTERVAL
+        self.due_at = min(self.due_at, max(time.monotonic(), self.fired_at + wait))
 
     def task_ended(self, name: str) -> None:
         """A run ended: a run queued behind it may start now."""

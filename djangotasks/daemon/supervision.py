@@ -21,8 +21,6 @@ import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from django.core.exceptions import ValidationError
-
 from djangotasks import dberrors, signals
 from djangotasks.daemon import linux
 from djangotasks.daemon import process as processes
@@ -36,10 +34,10 @@ from djangotasks.untrusted import clean_text
 
 if TYPE_CHECKING:
     from djangotasks.conf import TaskSettings
+    from djangotasks.daemon.channels import WakeupChannel
     from djangotasks.daemon.lease import Watchdog
     from djangotasks.daemon.logwriter import LogWriter
     from djangotasks.models import Worker
-    from djangotasks.notify import PostgresListener
 
 logger = logging.getLogger("djangotasks")
 
@@ -56,7 +54,7 @@ class Supervision(TaskMessages):
     finishing: list[TaskProcess]
     logs: LogWriter
     worker: Worker | None
-    listener: PostgresListener | None
+    channel: WakeupChannel
     use_fork: bool
     thread_mode: bool
     look_needed: bool
@@ -73,8 +71,7 @@ class Supervision(TaskMessages):
         self.logs.open(task)
         try:
             if self.use_fork:
-                keep = [self.listener] if self.listener is not None else []
-                proc = processes.fork(task, keep)
+                proc = processes.fork(task, self.channel.keep())
             else:
                 proc = processes.spawn(task, self.worker.pk)
         except BaseException:
@@ -314,38 +311,3 @@ def _send(signal: Any, name: str, task: Task) -> None:
         if isinstance(result, Exception):
             logger.error("%s receiver %r failed for task #%s", name, receiver, task.pk,
                          exc_info=result)  # fmt: skip
-
-
-def load_targets(tasks: list[Task]) -> None:
-    """Load the objects of a claim with one query per model, before forking.
-
-    The forked task inherits its object, so it reaches its first line without opening a
-    database connection of its own. A model whose objects cannot be loaded here is left to
-    the task process, which reports why in that task's log.
-    """
-    by_type: dict[int, list[Task]] = {}
-    for task in tasks:
-        if task.content_type_id is not None:
-            by_type.setdefault(task.content_type_id, []).append(task)
-    for group in by_type.values():
-        try:
-            _load_group(group)
-        except Exception as exc:
-            if dberrors.is_outage(exc):
-                raise
-            logger.warning("taskd: could not preload the objects of %s: %s", group[0].name, exc)
-
-
-def _load_group(group: list[Task]) -> None:
-    model = group[0].content_type.model_class() if group[0].content_type else None
-    if model is None:
-        return
-    keys = {}
-    for task in group:
-        try:
-            keys[task.pk] = model._meta.pk.to_python(task.object_id)
-        except ValidationError:
-            keys[task.pk] = None
-    found = model._default_manager.in_bulk([k for k in keys.values() if k is not None])
-    for task in group:
-        task.__dict__["target"] = found.get(keys[task.pk])

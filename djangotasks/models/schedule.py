@@ -129,8 +129,9 @@ class Schedule(models.Model):
             self.next_tick = self._first_tick()
         with routing.atomic():
             super().save(*args, **kwargs)
-            # Daemons that can be woken (PostgreSQL) take an earlier next tick into account
-            # at once; the others read the schedules again within SCHEDULE_REREAD seconds.
+            # Daemons woken by it (PostgreSQL, MariaDB) take an earlier next tick into account
+            # at once or within seconds; the others read the schedules again within
+            # daemon.schedules.REREAD seconds.
             notify.wake_workers("schedules", routing.alias())
 
     def clean(self) -> None:

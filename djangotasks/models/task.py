@@ -95,6 +95,13 @@ class TaskQuerySet(models.QuerySet["Task"]):
         rows = self.order_by().values_list("queue_name").annotate(n=models.Count("id"))
         return dict(sorted(rows))
 
+    def run(self) -> list[Task]:
+        """Run every task of this queryset again, as ``task.run()`` does, in one transaction
+        with a bounded number of statements; returns their live tasks, in order."""
+        from djangotasks.models import scheduling
+
+        return scheduling.run_again(list(self.select_related("content_type")))
+
     def in_queues(self, queues: Collection[str] | None) -> TaskQuerySet:
         """Tasks of these queues (None: of every queue)."""
         return self if queues is None else self.filter(queue_name__in=list(queues))
@@ -116,32 +123,13 @@ class _TaskManager(models.Manager["Task"]):
 
         Reading never writes: the row is only created by ``run()``.
         """
-        object_id = ""
-        content_type = None
-        if definition.is_method:
-            if obj is None or obj.pk is None:
-                raise ValueError(
-                    f"Save the {definition.model.__name__ if definition.model else 'object'} "
-                    f"before using its task {definition.label!r}: a task is stored against "
-                    f"the object's primary key."
-                )
-            object_id = str(obj.pk)
-            content_type = content_types().get_for_model(obj)
-        existing: Task | None = self.filter(live_key=live_key(definition.name, object_id)).first()
-        if existing is not None:
-            if obj is not None:
-                existing.__dict__["target"] = obj
-            return existing
-        task: Task = self.model(
-            name=definition.name,
-            content_type=content_type,
-            object_id=object_id,
-            status=Status.DEFINED,
-            priority=definition.priority,
-            queue_name=definition.queue,
-        )
-        task.__dict__["target"] = obj
-        return task
+        placeholder = self.model.placeholder(definition, obj)
+        key = live_key(definition.name, placeholder.object_id)
+        existing: Task | None = self.filter(live_key=key).first()
+        if existing is None:
+            return placeholder
+        existing.set_target(placeholder.target)
+        return existing
 
 
 TaskManager = _TaskManager.from_queryset(TaskQuerySet)
@@ -231,6 +219,43 @@ class Task(models.Model):
             target = f" (result {self.object_id[:8]})"  # a uuid: its first block tells apart
         number = f"#{self.pk} " if self.pk else ""
         return f"{number}{self.label}{target} ({self.status})"
+
+    @classmethod
+    def placeholder(
+        cls,
+        definition: TaskDefinition,
+        obj: models.Model | None,
+        content_type: ContentType | None = None,
+    ) -> Task:
+        """The unsaved ``defined`` row of a task that has no live run on ``obj``: what is
+        shown and returned until ``run()`` creates the row (reading never writes).
+
+        A function task has no object (``obj`` is ignored); a method task needs a saved one.
+        """
+        if not definition.is_method:
+            obj = None
+        elif obj is None or obj.pk is None:
+            raise ValueError(
+                f"Save the {definition.model.__name__ if definition.model else 'object'} "
+                f"before using its task {definition.label!r}: a task is stored against "
+                f"the object's primary key."
+            )
+        elif content_type is None:
+            content_type = content_types().get_for_model(obj)
+        task = cls(
+            name=definition.name,
+            content_type=content_type if obj is not None else None,
+            object_id=str(obj.pk) if obj is not None else "",
+            status=Status.DEFINED,
+            priority=definition.priority,
+            queue_name=definition.queue,
+        )
+        task.set_target(obj)
+        return task
+
+    def set_target(self, obj: models.Model | None) -> None:
+        """Give the task its object, already loaded (``target`` then costs no query)."""
+        self.__dict__["target"] = obj
 
     # -- reading -----------------------------------------------------------------------
 
@@ -355,7 +380,7 @@ class Task(models.Model):
         archived and a new run is created. A task of Django's tasks framework is enqueued
         again with the same arguments, as a new result.
         """
-        from djangotasks.models import transitions
+        from djangotasks.models import scheduling
 
         definition = self.definition
         if definition is None:
@@ -367,7 +392,7 @@ class Task(models.Model):
         target = self.target if definition.is_method else None
         if definition.is_method and target is None:
             raise ValueError(f"Cannot run task #{self.pk} ({self.name}): its object is gone.")
-        return transitions.schedule(definition, target)
+        return scheduling.schedule(definition, target, known=self if self.pk is None else None)
 
     def cancel(self) -> Task:
         """Cancel: a scheduled task at once, a running one by killing its process group.
