@@ -6,6 +6,7 @@ import contextlib
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 DB_NAME = os.environ.get("BENCH_DB_NAME", "djangotasks_bench")
 
@@ -33,17 +34,28 @@ def drop(db: str, bench_dir: Path, name: str = DB_NAME) -> None:
 
 
 def _postgres(*statements: str) -> None:
+    with _postgres_connection() as conn:
+        for statement in statements:
+            conn.execute(statement)  # type: ignore[arg-type]
+
+
+def postgres_rows(query: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """The rows of one query, sent from the server's ``postgres`` database: the bench
+    database's own statistics count nothing of it."""
+    with _postgres_connection() as conn:
+        return conn.execute(query, params).fetchall()  # type: ignore[arg-type]
+
+
+def _postgres_connection() -> Any:
     import psycopg
 
-    with psycopg.connect(
+    return psycopg.connect(
         host=os.environ.get("PGHOST", "127.0.0.1"),
         port=int(os.environ.get("PGPORT", "5432")),
         user=os.environ.get("PGUSER", "postgres"),
         dbname="postgres",
         autocommit=True,
-    ) as conn:
-        for statement in statements:
-            conn.execute(statement)  # type: ignore[arg-type]
+    )
 
 
 def _mysql(*statements: str) -> None:

@@ -1,14 +1,15 @@
-"""Run the benchmarks on each database and print the figures next to their targets.
+"""Run the benchmarks on each database and print the figures next to the peer's and the targets.
 
     python -m bench.run                       # sqlite and postgres (mysql with --db ...)
     python -m bench.run --db sqlite,postgres,mysql --runs 30
     python -m bench.run --db sqlite --runs 5 --tasks 100 --idle-seconds 10   # quick look
+    python -m bench.run --db sqlite,postgres --only calls,bulk,statements     # a few groups
 
 Each database runs in its own ``bench.suite`` process (Django's settings are per process);
 a database whose server does not answer is reported and skipped. Figures are medians and
 p95 of the runs; the peer is Django's own tasks framework with django-tasks-db's
 ``db_worker`` (measured when django-tasks-db is installed: ``pip install -e '.[bench]'``),
-next to djangotasks fed by the same ``enqueue()`` through ``djangotasks.backend.ProcessBackend``.
+next to djangotasks, in the same run. The table is Markdown: it pastes into an issue.
 """
 
 from __future__ import annotations
@@ -22,61 +23,130 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.calls import BULK_OBJECTS
+from bench.suite import add_options, pass_on
+
 ROOT = Path(__file__).resolve().parent.parent
 DATABASES = ("sqlite", "postgres", "mysql")
+TITLES = {"sqlite": "SQLite", "postgres": "PostgreSQL", "mysql": "MariaDB"}
+PEER = "django-tasks-db"
 
 
 @dataclass(frozen=True)
 class Target:
-    """What a figure should be on this kind of machine (2 cores)."""
+    """What a figure should be on this kind of machine (2 cores), and/or next to the peer."""
 
-    limit: float
+    limit: float | None = None
     higher_is_better: bool = False
     databases: tuple[str, ...] = DATABASES
+    peer: bool = False  # at least as good as the peer's figure of the same row
 
-    def met(self, value: float) -> bool:
-        return value >= self.limit if self.higher_is_better else value <= self.limit
+    def met(self, value: float, peer: float | None) -> bool:
+        ok = self._better(value, self.limit) if self.limit is not None else True
+        if self.peer and peer is not None:
+            ok = ok and self._better(value, peer)
+        return ok
+
+    def _better(self, value: float, than: float) -> bool:
+        return value >= than if self.higher_is_better else value <= than
 
     def text(self, unit: str) -> str:
-        return f"{'≥' if self.higher_is_better else '≤'} {self.limit:g} {unit}"
+        sign = "≥" if self.higher_is_better else "≤"
+        parts = [f"{sign} {self.limit:g} {unit}"] if self.limit is not None else []
+        if self.peer:
+            parts.append(f"{sign} the peer")
+        text = ", ".join(parts)
+        if set(self.databases) != set(DATABASES):
+            text += f" ({', '.join(TITLES[db] for db in self.databases)})"
+        return text
 
 
-# Figure key -> (row label, target). Figures without a target are printed for information.
-ROWS: list[tuple[str, str, Target | None]] = [
-    ("spawn", "spawn: claim to first line of task code", Target(15)),
-    (
-        "pickup",
-        "pickup: enqueue to first line, idle daemon",
-        Target(50, databases=("sqlite", "postgres")),
-    ),
-    ("cancel", "cancel to process group gone", Target(500)),
-    ("cancel_status", "cancel to status 'cancelled'", None),
-    ("log", "print to visible in task.log", Target(300)),
-    ("drain", "drain rate, no-op tasks", Target(150, higher_is_better=True)),
-    ("idle_sql", "idle daemon: SQL statements", Target(1)),
-    ("idle_sql_scheduled", "idle daemon with a nightly schedule: SQL statements", Target(1)),
-    ("idle_cpu", "idle daemon: CPU", None),
-    ("rss_idle", "daemon RSS, idle", Target(60)),
-    ("rss_busy", "daemon RSS, after the drain", Target(60)),
-    # The same enqueue() of Django's tasks framework: djangotasks' backend, then the peer.
-    ("backend_pickup", "djangotasks via django.tasks enqueue(): pickup", None),
-    ("peer_pickup", "peer: pickup (db_worker)", None),
-    ("backend_drain", "djangotasks via django.tasks enqueue(): drain rate", None),
-    ("peer_drain", "peer: drain rate (db_worker)", None),
-    ("peer_rss", "peer: db_worker RSS after the drain", None),
+@dataclass(frozen=True)
+class Row:
+    """A row of the table: djangotasks' figure(s), the peer's, the target.
+
+    Two keys make one cell "a / b" (statements / round trips). ``peer_text`` fills the
+    peer's column where it has no such figure; ``ratio`` prints "0.5x the peer".
+    """
+
+    label: str
+    ours: tuple[str, ...]
+    peer: tuple[str, ...] = ()
+    target: Target | None = None
+    peer_text: str = ""
+    ratio: bool = False
+
+
+def _phase_rows() -> list[Row]:
+    rows = []
+    for phase in ("claim", "start", "output", "finish", "other", "all"):
+        label = "all phases" if phase == "all" else phase
+        rows.append(
+            Row(
+                f"daemon SQL per task, {label}: statements / round trips",
+                (f"sql_{phase}", f"rt_{phase}"),
+                (f"peer_sql_{phase}", f"peer_rt_{phase}"),
+            )
+        )
+    return rows
+
+
+ROWS: list[Row] = [
+    Row("spawn: claim to first line of task code", ("spawn",), target=Target(15),
+        peer_text="no process per task"),
+    Row("pickup: enqueue to first line, idle daemon", ("pickup",), ("peer_pickup",),
+        Target(50, databases=("sqlite", "postgres")), ratio=True),
+    Row("pickup via django.tasks `enqueue()`", ("backend_pickup",), ("peer_pickup",), ratio=True),
+    Row("`probe.noop.run()` call (peer: `enqueue()`)", ("run_call",), ("peer_enqueue_call",),
+        Target(peer=True), ratio=True),
+    Row("`probe.noop().run()` call", ("run_long_call",), ("peer_enqueue_call",), ratio=True),
+    Row("django.tasks `enqueue()` call", ("backend_enqueue_call",), ("peer_enqueue_call",),
+        ratio=True),
+    Row("enqueue {tasks} in a loop: `run()` (peer: `enqueue()`)", ("run_loop",),
+        ("peer_enqueue_loop",), ratio=True),
+    Row("enqueue {tasks} in a loop: django.tasks `enqueue()`", ("backend_enqueue_loop",),
+        ("peer_enqueue_loop",), ratio=True),
+    Row(f"bulk: `Probe.noop.run_for()` of {BULK_OBJECTS:,} objects", ("bulk",),
+        peer_text="no bulk enqueue"),
+    Row("bulk: statements / round trips", ("bulk_sql", "bulk_rt"), peer_text="no bulk enqueue"),
+    Row("cancel to process group gone", ("cancel",), target=Target(500),
+        peer_text="cannot cancel"),
+    Row("cancel to status 'cancelled'", ("cancel_status",), peer_text="cannot cancel"),
+    Row("print to visible in task.log", ("log",), target=Target(300),
+        peer_text="no output capture"),
+    Row("drain: {tasks} no-op tasks, excl. boot", ("drain",), ("peer_drain",),
+        Target(150, higher_is_better=True, peer=True), ratio=True),
+    Row("drain: {tasks} via django.tasks `enqueue()`", ("backend_drain",), ("peer_drain",),
+        ratio=True),
+    Row("idle daemon: SQL statements", ("idle_sql",), ("peer_idle_sql",), Target(1)),
+    Row("idle daemon with a nightly schedule: SQL statements", ("idle_sql_scheduled",),
+        target=Target(1), peer_text="no schedules"),
+    Row("idle daemon: CPU", ("idle_cpu",), ("peer_idle_cpu",)),
+    Row("daemon RSS, idle", ("rss_idle",), target=Target(60)),
+    Row("daemon RSS, after the drain", ("rss_busy",), ("peer_rss",), Target(60)),
+    *_phase_rows(),
+    Row("daemon: connections opened", ("conn_all",), ("peer_conn_all",)),
+    Row("task processes: SQL statements", ("sql_children",),
+        peer_text="runs in the worker"),
+    Row("server-side transactions, all processes (PostgreSQL)", ("xact",), ("peer_xact",),
+        ratio=True),
+]  # fmt: skip
+# Notes printed under the table: (figure key, what it is).
+NOTES = [
+    ("idle_sql", "idle statements"),
+    ("idle_sql_scheduled", "idle statements with a schedule"),
+    ("peer_idle_sql", "the peer's idle statements"),
+    ("sql_all", "daemon SQL per task"),
+    ("peer_sql_all", "the peer's SQL per task"),
+    ("sql_children", "task processes"),
+    ("xact", "server-side transactions"),
+    ("bulk", "bulk"),
 ]
 
 
 def run_suite(db: str, args: argparse.Namespace, out: Path) -> int:
-    command = [
-        sys.executable, "-m", "bench.suite", "--db", db, "--json", str(out),
-        "--runs", str(args.runs), "--drain-runs", str(args.drain_runs), "--tasks", str(args.tasks),
-        "--idle-seconds", str(args.idle_seconds), "--peer-interval", str(args.peer_interval),
-        "--peer" if args.peer else "--no-peer",
-    ]  # fmt: skip
-    if args.concurrency:
-        command += ["--concurrency", str(args.concurrency)]
-    return subprocess.call(command, cwd=ROOT)
+    command = [sys.executable, "-m", "bench.suite", "--db", db, "--json", str(out)]
+    return subprocess.call(command + pass_on(args), cwd=ROOT)
 
 
 def server_answers(db: str) -> str | None:
@@ -95,51 +165,88 @@ def server_answers(db: str) -> str | None:
     return None
 
 
-def cell(figure: dict[str, Any] | None, db: str, target: Target | None) -> str:
-    if not figure or figure["median"] is None:
+def _number(value: float, unit: str) -> str:
+    if unit == "/task":
+        return f"{value:.2f}"
+    if unit in ("tasks/s", "count") or value >= 100:
+        return f"{value:.0f}"
+    return f"{value:.{1 if value >= 10 else 2}f}"
+
+
+def _median(figures: dict[str, Any], keys: tuple[str, ...]) -> float | None:
+    figure = figures.get(keys[0]) if keys else None
+    return figure["median"] if figure else None
+
+
+def cell(figures: dict[str, Any], keys: tuple[str, ...], unit: str) -> str:
+    """The median (and p95 of several runs), or "a / b" for two figures."""
+    found = [figures.get(key) for key in keys]
+    if not found or not found[0]:
         return "-"
-    median, p95, unit = figure["median"], figure["p95"], figure["unit"]
-    digits = 0 if unit in ("tasks/s",) or median >= 100 else 1
-    text = f"{median:.{digits}f}"
+    if found[0]["median"] is None:
+        return "n/a" if found[0].get("note") else "-"
+    if len(keys) > 1:
+        return " / ".join(_number(f["median"], unit) if f else "-" for f in found)
+    figure = found[0]
+    text = _number(figure["median"], unit)
     if len(figure["samples"]) > 1:
-        text += f" (p95 {p95:.{digits}f})"
-    if target is not None and db in target.databases and not target.met(median):
-        text += " MISS"
+        text += f" (p95 {_number(figure['p95'], unit)})"
     return text
 
 
-def print_table(results: dict[str, dict[str, Any]]) -> None:
+def table(results: dict[str, dict[str, Any]], tasks: int) -> list[list[str]]:
     dbs = [db for db in DATABASES if db in results]
-    headers = ["figure", *dbs, "target"]
-    rows = []
-    for key, label, target in ROWS:
-        figures = [results[db].get(key) for db in dbs]
-        if not any(figures):
-            continue
-        unit = next(f["unit"] for f in figures if f)
-        target_text = target.text(unit) if target else ""
-        if target and set(target.databases) != set(DATABASES):
-            target_text += f" ({', '.join(target.databases)})"
-        rows.append(
-            [
-                f"{label} [{unit}]",
-                *(cell(f, db, target) for f, db in zip(figures, dbs, strict=True)),
-                target_text,
-            ]
-        )
-    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
-    line = "  ".join("-" * w for w in widths)
-    print("\n" + "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
-    print(line)
-    for row in rows:
-        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
-    print(line)
-    print("median (p95 of the runs); MISS: the median misses its target.")
+    header = ["figure"]
     for db in dbs:
-        for key in ("idle_sql", "idle_sql_scheduled"):
+        title = str(results[db].get("_server") or TITLES[db]).split(" ")[0]
+        header += [f"{title}: {PEER}", f"{title}: djangotasks"]
+    rows = [[*header, "target"]]
+    for row in ROWS:
+        found = [results[db][k] for db in dbs for k in row.ours if results[db].get(k)]
+        if not found:
+            continue
+        unit = found[0]["unit"]
+        cells = [f"{row.label.format(tasks=f'{tasks:,}')} [{unit}]"]
+        for db in dbs:
+            figures = results[db]
+            peer = cell(figures, row.peer, unit) if row.peer else row.peer_text or "-"
+            ours = cell(figures, row.ours, unit)
+            value, peer_value = _median(figures, row.ours), _median(figures, row.peer)
+            if row.ratio and value is not None and peer_value:
+                ratio = value / peer_value
+                ours += f", {ratio:.1f}x" if ratio >= 1 else f", {ratio:.2g}x"
+                ours += " the peer"
+            target = row.target
+            if target and value is not None and db in target.databases:
+                if not target.met(value, peer_value):
+                    ours += " MISS"
+            cells += [peer, ours]
+        cells.append(row.target.text(unit) if row.target else "")
+        rows.append(cells)
+    return rows
+
+
+def print_table(results: dict[str, dict[str, Any]], tasks: int) -> None:
+    rows = table(results, tasks)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
+
+    print("\n" + line(rows[0]))
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for row in rows[1:]:
+        print(line(row))
+    print(
+        "\nmedian (p95 of the runs); 0.5x the peer: djangotasks' median is half the peer's; "
+        "MISS: the median misses its target."
+    )
+    for db in (db for db in DATABASES if db in results):
+        print(f"{TITLES[db]}: {results[db].get('_server', '?')}")
+        for key, what in NOTES:
             note = (results[db].get(key) or {}).get("note")
             if note:
-                print(f"{key} on {db}: {note}")
+                print(f"  {what}: {note}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -149,13 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--db", default="sqlite,postgres", help="comma-separated: sqlite,postgres,mysql"
     )
-    parser.add_argument("--runs", type=int, default=20, help="runs of each latency figure")
-    parser.add_argument("--drain-runs", type=int, default=3)
-    parser.add_argument("--tasks", type=int, default=500, help="no-op tasks per drain")
-    parser.add_argument("--concurrency", type=int, help="daemon concurrency (default: its own)")
-    parser.add_argument("--idle-seconds", type=float, default=30.0)
-    parser.add_argument("--peer", action=argparse.BooleanOptionalAction, default=True)
-    parser.add_argument("--peer-interval", type=float, default=1.0, help="db_worker --interval")
+    add_options(parser)
     parser.add_argument("--json", type=Path, help="also write all figures here")
     args = parser.parse_args(argv)
 
@@ -177,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             results[db] = json.loads(out.read_text())
     if results:
-        print_table(results)
+        print_table(results, args.tasks)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     if failed:

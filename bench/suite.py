@@ -2,7 +2,9 @@
 
 ``python -m bench.suite --db sqlite --runs 20 --json out.json`` — usually started by
 ``bench.run``, which prints the combined table. The daemon under test is a real
-``python -m django taskd run`` subprocess with ``DJANGO_SETTINGS_MODULE=bench.settings``.
+``python -m django taskd run`` subprocess with ``DJANGO_SETTINGS_MODULE=bench.settings``
+for the latencies and drains here; calls.py times ``run()`` and ``enqueue()`` in this
+process, statements.py and idle.py run the daemon in this process to count its SQL.
 """
 
 from __future__ import annotations
@@ -11,51 +13,21 @@ import argparse
 import json
 import os
 import random
-import resource
-import signal
-import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench import databases
+from bench import calls, databases, idle, statements
+from bench.harness import Figure, Process, bench_env, wait_until
 
-ROOT = Path(__file__).resolve().parent.parent
-POLL = 0.02  # how often the bench looks at the database while it waits
 LOG_POLL = 0.01  # how often the log figure reads the log: bounds its resolution
-
-
-@dataclass
-class Figure:
-    key: str
-    label: str
-    unit: str
-    samples: list[float] = field(default_factory=list)
-    note: str = ""
-
-    @property
-    def median(self) -> float | None:
-        return percentile(self.samples, 50)
-
-    @property
-    def p95(self) -> float | None:
-        return percentile(self.samples, 95)
-
-
-def percentile(samples: list[float], q: float) -> float | None:
-    """Nearest-rank percentile (no interpolation between two runs)."""
-    if not samples:
-        return None
-    ordered = sorted(samples)
-    rank = max(1, -(-len(ordered) * q // 100))  # ceil
-    return ordered[int(rank) - 1]
+# Groups of figures (--only); each measures djangotasks and, where it has one, the peer.
+GROUPS = ("calls", "bulk", "pickup", "cancel", "log", "drain", "statements", "idle")
 
 
 def t0_of(log: str) -> float:
@@ -63,75 +35,6 @@ def t0_of(log: str) -> float:
     from bench.benchapp.models import T0_PREFIX
 
     return float(log.split(T0_PREFIX, 1)[1].split()[0])
-
-
-# -- processes ---------------------------------------------------------------------------
-
-
-def bench_env(db: str, bench_dir: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        DJANGO_SETTINGS_MODULE="bench.settings",
-        BENCH_DB=db,
-        BENCH_DIR=str(bench_dir),
-        PYTHONPATH=str(ROOT),
-    )
-    env.pop("DJANGOTASKS_TASK_ID", None)
-    return env
-
-
-class Process:
-    """A daemon (taskd or the peer's db_worker) started as a real subprocess."""
-
-    def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
-        self.log_path = log_path
-        with open(log_path, "ab") as log:
-            self.popen = subprocess.Popen(
-                [sys.executable, "-m", "django", *args],
-                cwd=ROOT,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def rss_mb(self) -> float:
-        with open(f"/proc/{self.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-        raise RuntimeError(f"no VmRSS for {self.pid}")
-
-    def check(self) -> None:
-        if self.popen.poll() is not None:
-            raise RuntimeError(
-                f"{self.popen.args} exited with {self.popen.returncode}:\n"
-                + self.log_path.read_text(errors="replace")[-3000:]
-            )
-
-    def stop(self, timeout: float = 60.0) -> None:
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 60.0, interval: float = POLL) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout} s waiting for {predicate}")
-        time.sleep(interval)
 
 
 # -- the suite ---------------------------------------------------------------------------
@@ -184,25 +87,40 @@ class Suite:
     def run_all(self) -> None:
         from bench.benchapp.models import Probe
 
+        only = self.args.only
         Probe.objects.all().delete()
-        taskd = self.start_taskd()
-        try:
-            time.sleep(2.0)
-            self.figure("rss_idle", "daemon RSS, idle", "MB").samples.append(taskd.rss_mb())
-            self.pickup_and_spawn(taskd)
-            if self.args.backend:
-                self.backend_pickup(taskd)
-            self.cancel(taskd)
-            self.log_visible(taskd)
-        finally:
-            taskd.stop()
-        self.drain()
-        if self.args.backend:
-            self.backend_drain()
-        if self.args.peer:
-            self.peer()
-        self.idle_statements("idle_sql")
-        self.idle_statements("idle_sql_scheduled", schedule=True)
+        # No daemon runs yet: what the calls schedule stays in the queue (and is deleted).
+        if "calls" in only:
+            calls.calls(self)
+        if "bulk" in only:
+            calls.bulk(self)
+        if only & {"pickup", "cancel", "log"}:
+            taskd = self.start_taskd()
+            try:
+                time.sleep(2.0)
+                self.figure("rss_idle", "daemon RSS, idle", "MB").samples.append(taskd.rss_mb())
+                if "pickup" in only:
+                    self.pickup_and_spawn(taskd)
+                    if self.args.backend:
+                        self.backend_pickup(taskd)
+                if "cancel" in only:
+                    self.cancel(taskd)
+                if "log" in only:
+                    self.log_visible(taskd)
+            finally:
+                taskd.stop()
+            if "pickup" in only and self.args.peer:
+                self.peer_pickup()
+        if "drain" in only:
+            self.drains()
+        # In this process, with no daemon subprocess left (see statements.py).
+        if "statements" in only:
+            statements.per_task(self)
+        if "idle" in only:
+            idle.daemon(self, "idle_sql")
+            idle.daemon(self, "idle_sql_scheduled", schedule=True)
+            if self.args.peer:
+                idle.peer(self)
 
     def pickup_and_spawn(self, taskd: Process) -> None:
         from bench.benchapp.models import Probe
@@ -293,17 +211,28 @@ class Suite:
             assert seen == lines, f"saw {seen} of {lines} lines"
             wait_until(lambda task=task: task.refresh_from_db() or task.status in FINISHED)
 
+    def drains(self) -> None:
+        """``--drain-runs`` drains of each kind, taking turns: ours, the backend's, the peer's."""
+        kinds: list[Callable[[], None]] = [self.drain]
+        if self.args.backend:
+            kinds.append(self.backend_drain)
+        if self.args.peer:
+            kinds.append(self.peer_drain)
+        runs, tasks = self.args.drain_runs, self.args.tasks
+        self.say(f"drain: {runs} runs of {tasks} no-op tasks for each of {len(kinds)} kinds")
+        for index in range(runs):
+            for drain in calls.turns(kinds, index):
+                drain()
+
     def drain(self) -> None:
         from bench.benchapp.models import Probe
 
         rate = self.figure("drain", f"drain {self.args.tasks} no-op tasks", "tasks/s")
         rss = self.figure("rss_busy", "daemon RSS, after the drain", "MB")
-        self.say(f"drain: {self.args.drain_runs} runs of {self.args.tasks} no-op tasks")
-        for _ in range(self.args.drain_runs):
-            # Enqueue with no daemon running, so the figure is the daemon's pace alone.
-            probes = Probe.objects.bulk_create(Probe() for _ in range(self.args.tasks))
-            ids = [probe.noop().run().pk for probe in probes]
-            rate.samples.append(self.drain_rate(ids, rss))
+        # Enqueued with no daemon running, so the figure is the daemon's pace alone.
+        probes = Probe.objects.bulk_create(Probe() for _ in range(self.args.tasks))
+        ids = [probe.noop().run().pk for probe in probes]
+        rate.samples.append(self.drain_rate(ids, rss))
 
     def drain_rate(self, ids: list[int], rss: Figure | None = None) -> float:
         """Start a daemon on tasks enqueued while none ran; tasks/s from the first start to the
@@ -363,30 +292,24 @@ class Suite:
 
         tasks = self.args.tasks
         rate = self.figure("backend_drain", f"django.tasks: drain {tasks} no-op tasks", "tasks/s")
-        self.say(f"drain through django.tasks enqueue(): {self.args.drain_runs} runs of {tasks}")
-        for _ in range(self.args.drain_runs):
-            result_ids = [backend_noop.enqueue().id for _ in range(tasks)]
-            # A result's first attempt is the row whose object_id is the result's id.
-            rows = Task.objects.filter(content_type=None, object_id__in=result_ids)
-            ids = list(rows.values_list("pk", flat=True))
-            assert len(ids) == tasks, (len(ids), tasks)
-            rate.samples.append(self.drain_rate(ids))
+        result_ids = [backend_noop.enqueue().id for _ in range(tasks)]
+        # A result's first attempt is the row whose object_id is the result's id.
+        rows = Task.objects.filter(content_type=None, object_id__in=result_ids)
+        ids = list(rows.values_list("pk", flat=True))
+        assert len(ids) == tasks, (len(ids), tasks)
+        rate.samples.append(self.drain_rate(ids))
 
     # the peer --------------------------------------------------------------------------
 
-    def peer(self) -> None:
-        from django.db.models import Max, Min
+    def peer_pickup(self) -> None:
         from django.tasks import TaskResultStatus
-        from django_tasks_db.models import DBTaskResult
 
-        from bench.benchapp.peer import peer_first_line, peer_noop
+        from bench.benchapp.peer import peer_first_line
 
         pickup = self.figure("peer_pickup", "peer: enqueue to first line", "ms")
-        rate = self.figure("peer_drain", f"peer: drain {self.args.tasks} no-op tasks", "tasks/s")
-        rss = self.figure("peer_rss", "peer: worker RSS, after the drain", "MB")
         self.say(
             f"peer (django.tasks + django-tasks-db db_worker, --interval "
-            f"{self.args.peer_interval}): {self.runs} pickups, {self.args.drain_runs} drains"
+            f"{self.args.peer_interval}): {self.runs} pickups"
         )
         worker = self.start_peer()
         try:
@@ -405,75 +328,32 @@ class Suite:
                 pickup.samples.append((result.return_value - before) * 1000)
         finally:
             worker.stop()
-        for _ in range(self.args.drain_runs):
-            ids = [peer_noop.enqueue().id for _ in range(self.args.tasks)]
-            worker = self.start_peer()
-            try:
 
-                def drained(worker: Process = worker, ids: list[str] = ids) -> bool:
-                    worker.check()
-                    finished = DBTaskResult.objects.filter(id__in=ids, finished_at__isnull=False)
-                    return finished.count() == len(ids)
+    def peer_drain(self) -> None:
+        from django.db.models import Max, Min
+        from django_tasks_db.models import DBTaskResult
 
-                wait_until(drained, timeout=600, interval=0.1)
-                rss.samples.append(worker.rss_mb())
-            finally:
-                worker.stop()
-            span = DBTaskResult.objects.filter(id__in=ids).aggregate(
-                first=Min("started_at"), last=Max("finished_at")
-            )
-            rate.samples.append(len(ids) / (span["last"] - span["first"]).total_seconds())
+        from bench.benchapp.peer import peer_noop
 
-    # an idle daemon's statements -------------------------------------------------------
+        rate = self.figure("peer_drain", f"peer: drain {self.args.tasks} no-op tasks", "tasks/s")
+        rss = self.figure("peer_rss", "peer: worker RSS, after the drain", "MB")
+        ids = [peer_noop.enqueue().id for _ in range(self.args.tasks)]
+        worker = self.start_peer()
+        try:
 
-    def idle_statements(self, key: str, schedule: bool = False) -> None:
-        """Run the daemon in this process and count the SQL it sends while there is no work.
+            def drained() -> bool:
+                worker.check()
+                finished = DBTaskResult.objects.filter(id__in=ids, finished_at__isnull=False)
+                return finished.count() == len(ids)
 
-        ``schedule``: with a schedule whose next tick is hours away (a nightly job).
-        """
-        from django.db import connection
-
-        from djangotasks.daemon.daemon import Daemon
-        from djangotasks.models import Schedule
-
-        Schedule.objects.all().delete()
-        if schedule:
-            Schedule.objects.create(name="nightly", task_name="bench.benchapp.tasks.noop",
-                                    cron="0 3 * * *")  # fmt: skip
-
-        seconds = self.args.idle_seconds
-        warmup = 2.0
-        self.say(f"idle statements: daemon in-process for {warmup + seconds:.0f} s")
-        stamps: list[tuple[float, str]] = []
-
-        def count(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
-            stamps.append((time.monotonic(), " ".join(sql.split()[:4])[:60]))
-            return execute(sql, params, many, context)
-
-        daemon = Daemon()
-        timer = threading.Timer(warmup + seconds, daemon.stop)
-        started = time.monotonic()
-        cpu_before = 0.0
-        with connection.execute_wrapper(count):
-            timer.start()
-
-            def start_cpu() -> None:
-                nonlocal cpu_before
-                usage = resource.getrusage(resource.RUSAGE_SELF)
-                cpu_before = usage.ru_utime + usage.ru_stime
-
-            threading.Timer(warmup, start_cpu).start()
-            daemon.run()
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        cpu = usage.ru_utime + usage.ru_stime - cpu_before
-        window = [sql for at, sql in stamps if started + warmup <= at <= started + warmup + seconds]
-        label = "idle daemon: SQL statements" + (", with a schedule" if schedule else "")
-        self.figure(key, label, "/s").samples.append(len(window) / seconds)
-        if not schedule:
-            self.figure("idle_cpu", "idle daemon: CPU", "%").samples.append(100 * cpu / seconds)
-        kinds = Counter(window).most_common(6)
-        self.figures[key].note = "; ".join(f"{n}x {sql}" for sql, n in kinds)
-        Schedule.objects.all().delete()
+            wait_until(drained, timeout=600, interval=0.1)
+            rss.samples.append(worker.rss_mb())
+        finally:
+            worker.stop()
+        span = DBTaskResult.objects.filter(id__in=ids).aggregate(
+            first=Min("started_at"), last=Max("finished_at")
+        )
+        rate.samples.append(len(ids) / (span["last"] - span["first"]).total_seconds())
 
 
 @contextmanager
@@ -493,16 +373,67 @@ def database(db: str, bench_dir: Path) -> Iterator[None]:
         databases.drop(db, bench_dir)
 
 
+def groups(text: str) -> frozenset[str]:
+    """``--only``: comma-separated groups of figures."""
+    chosen = frozenset(name.strip() for name in text.split(",") if name.strip())
+    unknown = chosen - set(GROUPS)
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(
+            f"unknown group(s) {', '.join(sorted(unknown))}; choose from {', '.join(GROUPS)}"
+        )
+    return chosen
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    """The options of the figures, shared with ``bench.run`` (which passes them on)."""
+    parser.add_argument("--runs", type=int, default=20, help="runs of each latency figure")
+    parser.add_argument("--drain-runs", type=int, default=3,
+                        help="runs of each drain, loop and bulk figure")  # fmt: skip
+    parser.add_argument("--tasks", type=int, default=500, help="no-op tasks per drain and loop")
+    parser.add_argument("--calls", type=int, default=200, help="samples of each call figure")
+    parser.add_argument("--statement-tasks", type=int, default=200,
+                        help="no-op tasks of the statements-per-task figures")  # fmt: skip
+    parser.add_argument("--concurrency", type=int, help="daemon concurrency (default: its own)")
+    parser.add_argument("--idle-seconds", type=float, default=30.0)
+    parser.add_argument("--peer", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--peer-interval", type=float, default=1.0, help="db_worker --interval")
+    parser.add_argument("--only", type=groups, default=frozenset(GROUPS),
+                        help=f"comma-separated groups of figures: {','.join(GROUPS)}")  # fmt: skip
+
+
+def pass_on(args: argparse.Namespace) -> list[str]:
+    """``args`` of ``add_options()`` as command-line arguments again."""
+    argv = [
+        "--runs", str(args.runs), "--drain-runs", str(args.drain_runs),
+        "--tasks", str(args.tasks), "--calls", str(args.calls),
+        "--statement-tasks", str(args.statement_tasks),
+        "--idle-seconds", str(args.idle_seconds), "--peer-interval", str(args.peer_interval),
+        "--peer" if args.peer else "--no-peer", "--only", ",".join(sorted(args.only)),
+    ]  # fmt: skip
+    if args.concurrency:
+        argv += ["--concurrency", str(args.concurrency)]
+    return argv
+
+
+def server() -> str:
+    """The database server measured, e.g. "MariaDB 10.11.6"."""
+    import sqlite3
+
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        version = connection.pg_version
+        return f"PostgreSQL {version // 10000}.{version % 10000}"
+    if connection.vendor == "mysql":
+        name = "MariaDB" if connection.mysql_is_mariadb else "MySQL"
+        return f"{name} {'.'.join(map(str, connection.mysql_version))}"
+    return f"SQLite {sqlite3.sqlite_version}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--db", default="sqlite", choices=["sqlite", "postgres", "mysql"])
-    parser.add_argument("--runs", type=int, default=20)
-    parser.add_argument("--drain-runs", type=int, default=3)
-    parser.add_argument("--tasks", type=int, default=500)
-    parser.add_argument("--concurrency", type=int, default=None, help="default: the daemon's")
-    parser.add_argument("--idle-seconds", type=float, default=30.0)
-    parser.add_argument("--peer", action=argparse.BooleanOptionalAction, default=True)
-    parser.add_argument("--peer-interval", type=float, default=1.0)
+    add_options(parser)
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args(argv)
 
@@ -514,15 +445,20 @@ def main(argv: list[str] | None = None) -> int:
     args.backend = settings.HAVE_BACKEND
     suite = Suite(args.db, bench_dir, args.runs, args)
     with database(args.db, bench_dir):
+        name = server()
         suite.run_all()
-    figures = {
+    figures: dict[str, Any] = {
         key: {**asdict(f), "median": f.median, "p95": f.p95} for key, f in suite.figures.items()
     }
+    figures["_server"] = name
     if args.json:
         args.json.write_text(json.dumps(figures, indent=1))
     for f in suite.figures.values():
+        if f.median is None:
+            suite.say(f"{f.label}: {f.note or 'no samples'}")
+            continue
         suite.say(
-            f"{f.label}: median {f.median:.1f} {f.unit}, p95 {f.p95:.1f} (n={len(f.samples)})"
+            f"{f.label}: median {f.median:.2f} {f.unit}, p95 {f.p95:.2f} (n={len(f.samples)})"
         )
     return 0
 
