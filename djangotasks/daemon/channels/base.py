@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import logging
+import os
 import selectors
 import time
 from abc import ABC, abstractmethod
@@ -197,7 +198,11 @@ class ConnectionChannel(WakeupChannel):
         self._failed = False
         self._backoff = RECONNECT_MIN
         self._conn = conn
-        self._watch(fileno)
+        # Selected through a descriptor of our own: the driver closes its own when the
+        # connection breaks, and a descriptor closed before it is unregistered stays in the
+        # epoll set (forked tasks keep the socket open), then reports the dead socket's
+        # readiness under the number the next connection gets: a blocking read of a sleep.
+        self._watch(os.dup(fileno))
         # Whatever was committed while there was no connection told no one: look now.
         self._pending |= Wakeup.ANYTHING
 
@@ -213,7 +218,11 @@ class ConnectionChannel(WakeupChannel):
         self._pending |= Wakeup.ANYTHING
 
     def _drop(self) -> None:
+        own = self._fileno
         self._unwatch()
+        if own is not None:
+            with contextlib.suppress(OSError):
+                os.close(own)
         if self._conn is not None:
             with contextlib.suppress(Exception):
                 self._conn.close()

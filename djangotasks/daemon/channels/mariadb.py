@@ -11,6 +11,7 @@ wake-up is ``Wakeup.ANYTHING``. MySQL has no ``KILL QUERY ID``: it polls (``Poll
 from __future__ import annotations
 
 import contextlib
+import select
 import selectors
 import time
 from typing import Any
@@ -78,6 +79,10 @@ class MariaDBChannel(ConnectionChannel):
         if self._conn is None:
             return  # dropped by an earlier callback of the same select()
         try:
+            # Never a blocking read: the answer must be there (a read before it comes waits
+            # for the whole sleep, and the daemon's heartbeats with it).
+            if not select.select([self._conn.fileno()], [], [], 0)[0]:
+                return
             interrupted = self._read_answer()
             # Sleep again before the daemon looks: a commit it does not see in that look
             # finds this new sleep to interrupt (or, if its committer looks in the instant
