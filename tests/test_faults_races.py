@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from django.utils import timezone
 
 from djangotasks.exceptions import InvalidTransition
 from djangotasks.models import Task
@@ -28,6 +29,22 @@ while not os.path.exists(sys.argv[2]):
 print(job.counter().run().pk)
 """
 
+# The same, for many objects: "bulk" runs the task on all of them in one transaction
+# (run_for), "single" calls run() on each in turn; prints the live task of each object.
+RUN_MANY_SCRIPT = """
+import os, sys, time, django
+django.setup()
+from tests.models import Job
+jobs = list(Job.objects.filter(pk__in=[int(pk) for pk in sys.argv[3].split(",")]).order_by("pk"))
+while not os.path.exists(sys.argv[2]):
+    time.sleep(0.001)
+if sys.argv[1] == "bulk":
+    tasks = Job.counter.run_for(jobs)
+else:
+    tasks = [job.counter().run() for job in jobs]
+print(",".join(str(task.pk) for task in tasks))
+"""
+
 
 def assert_still_serving() -> None:
     task = wait_status(Job.objects.create().hello().run())
@@ -36,12 +53,22 @@ def assert_still_serving() -> None:
 
 def run_concurrently(job: Job, go: Path, processes: int) -> list[int]:
     """Call ``job.counter().run()`` from ``processes`` processes at the same moment."""
-    command = [sys.executable, "-c", RUN_SCRIPT, str(job.pk), str(go)]
+    outputs = start_together([[RUN_SCRIPT, str(job.pk), str(go)]] * processes, go)
+    return [int(out) for out in outputs]
+
+
+def start_together(scripts: list[list[str]], go: Path) -> list[str]:
+    """Run each ``[script, *args]`` in a fresh process, all released at once by ``go``;
+    what each printed."""
     procs = []
-    for _ in range(processes):
+    for script, *args in scripts:
         procs.append(
             subprocess.Popen(
-                command, cwd=ROOT, env=test_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+                [sys.executable, "-c", script, *args],
+                cwd=ROOT,
+                env=test_env(),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
             )
         )
     try:
@@ -56,7 +83,7 @@ def run_concurrently(job: Job, go: Path, processes: int) -> list[int]:
     for p, (_out, err) in zip(procs, results, strict=True):
         assert p.returncode == 0, err.decode()
     go.unlink()
-    return [int(out) for out, _err in results]
+    return [out.decode().strip() for out, _err in results]
 
 
 def test_cancel_racing_the_natural_end(start_daemon, tmp_path):
@@ -116,6 +143,32 @@ def test_run_from_many_processes_at_once_schedules_one_task(start_daemon, tmp_pa
     assert Path(job.path).read_text() == f"{job.pk}\n{job.pk}\n"
     rows = Task.objects.filter(name="tests.Job.counter").order_by("id")
     assert [(t.pk, t.archived) for t in rows] == [(task.pk, True), (pks[0], False)]
+
+
+@pytest.mark.django_db(transaction=True)  # the racing processes see committed rows only
+def test_bulk_runs_racing_each_other_and_single_runs_keep_one_live_task_per_object(tmp_path):
+    jobs = [Job.objects.create() for _ in range(120)]
+    # A third ran before and finished: the racers also archive (each may try to).
+    earlier = {job.pk: job.counter().run() for job in jobs[::3]}
+    Task.objects.filter(pk__in=[t.pk for t in earlier.values()]).update(
+        status=Status.SUCCESSFUL, end_date=timezone.now()
+    )
+    go = tmp_path / "go"
+    ids = ",".join(str(job.pk) for job in jobs)
+
+    outputs = start_together([[RUN_MANY_SCRIPT, mode, str(go), ids] for mode in
+                              ("bulk", "bulk", "bulk", "single")], go)  # fmt: skip
+
+    # Every process got the same live task for each object: one row each, scheduled once.
+    seen = [[int(pk) for pk in out.split(",")] for out in outputs]
+    assert all(pks == seen[0] for pks in seen), seen
+    rows = Task.objects.filter(name="tests.Job.counter")
+    live = {task.object_id: task for task in rows.live()}
+    assert [live[str(job.pk)].pk for job in jobs] == seen[0]
+    assert {task.status for task in live.values()} == {Status.SCHEDULED}
+    assert rows.count() == len(jobs) + len(earlier)  # nothing scheduled twice
+    archived = set(rows.archived().values_list("pk", flat=True))
+    assert archived == {task.pk for task in earlier.values()}
 
 
 def test_daemons_racing_for_the_same_tasks_run_each_exactly_once(start_daemon, tmp_path):

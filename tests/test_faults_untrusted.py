@@ -38,12 +38,12 @@ CHOKE_ON_BOOM = """
 import django
 django.setup()
 from djangotasks.daemon import supervision
-_take = supervision.Supervision._take_progress
+_take = supervision.Supervisor._take_progress
 def choke(self, proc, progress):
     if progress.get("message") == "boom":
         raise RuntimeError("injected: the daemon chokes on this progress")
     return _take(self, proc, progress)
-supervision.Supervision._take_progress = choke
+supervision.Supervisor._take_progress = choke
 """
 
 

@@ -250,9 +250,9 @@ def test_the_end_of_output_flushes_the_decoder_and_closes_the_pipe(daemon, task_
 
 
 def test_progress_is_due_at_the_earliest_pending_save(daemon, proc):
-    assert daemon._progress_due() is None
+    assert daemon.progress_due() is None
     proc.progress, proc.progress_dirty, proc.progress_saved_at = {"current": 1}, True, 100.0
-    assert daemon._progress_due() == 100.0 + PROGRESS_SAVE_INTERVAL
+    assert daemon.progress_due() == 100.0 + PROGRESS_SAVE_INTERVAL
 
 
 @pytest.mark.django_db

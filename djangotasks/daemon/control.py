@@ -120,7 +120,7 @@ def detach(run: Callable[[], None], pidfile: Path, logfile: Path, timeout: float
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
     first = os.fork()
-    if first == 0:  # pragma: no cover - the intermediate child
+    if first == 0:  # the intermediate child; its child becomes the daemon
         os.setsid()
         if os.fork() != 0:
             os._exit(0)

@@ -4,7 +4,8 @@ One thread, one ``selectors`` loop over the task processes' pipes (and the wake-
 channel's descriptor), so forking is safe: there is no other thread whose locks a fork could
 copy. Every database write goes through ``models.transitions`` or the ``LogWriter``. This
 module has the loop, the lifecycle and the heartbeats; channels/ the wake-up channels,
-queue.py takes work from the queue and supervision.py runs the task processes.
+queue.py takes work from the queue and the Supervisor (supervision.py) runs the task
+processes.
 
 Errors are sorted where they happen: a database outage is waited out with backoff, an
 error in the work of one task ends that task, and anything else is logged and retried with
@@ -36,6 +37,7 @@ from djangotasks.daemon.outage import Outage
 from djangotasks.daemon.process import TaskProcess, describe_exit
 from djangotasks.daemon.queue import Queue
 from djangotasks.daemon.schedules import ScheduleTimer
+from djangotasks.daemon.supervision import Supervisor
 from djangotasks.exceptions import WorkerLost
 from djangotasks.models import Worker, recovery, transitions
 from djangotasks.models.clock import DatabaseClock
@@ -76,9 +78,17 @@ class Daemon(Queue):
         self.use_fork = method == "fork" or (method == "auto" and not thread_mode)
         self.stop_event = stop_event or threading.Event()
         self.selector = selectors.DefaultSelector()
-        self.processes: dict[int, TaskProcess] = {}
-        self.finishing: list[TaskProcess] = []
         self.logs = LogWriter(self.settings.MAX_LOG_SIZE)
+        self.watchdog = Watchdog()
+        self.supervisor = Supervisor(
+            self.settings,
+            self.selector,
+            self.logs,
+            use_fork=self.use_fork,
+            thread_mode=thread_mode,
+            watchdog=self.watchdog,
+            watchdog_exited=self._watchdog_exited,
+        )
         self.worker: Worker | None = None
         # Polling until _setup() opens the database's own channel (in the daemon's thread).
         self.channel: WakeupChannel = PollingChannel(self.selector, self.settings.POLL_INTERVAL)
@@ -106,7 +116,6 @@ class Daemon(Queue):
         self.lease = lease_seconds(self.settings.WORKER_TIMEOUT, self.settings.HEARTBEAT_INTERVAL)
         self.lease_end = now + self.lease
         self.lease_lost = False  # logged once per loss
-        self.watchdog = Watchdog()
         # Since when heartbeats have gone through at their interval without a gap: only
         # after WORKER_TIMEOUT of such contact may we judge others' silence (right after an
         # outage everybody's last heartbeat is old).
@@ -143,7 +152,7 @@ class Daemon(Queue):
             if proc is None:
                 callback()
             else:
-                self._contained(proc, callback, proc)
+                self.supervisor.contained(proc, callback, proc)
         except Exception as exc:
             if dberrors.is_outage(exc):
                 self._database_failed(exc)
@@ -212,13 +221,12 @@ class Daemon(Queue):
     def _done(self) -> bool:
         if self.stop_event.is_set() and not self.stopping:
             self._begin_shutdown()
-        if self.stop_now and self.processes:
-            for proc in self.processes.values():
-                if not proc.exited:
-                    self._kill(proc, "Daemon stopped at once.", Status.CANCELLED, grace=0)
-        if not self.stopping or self.processes:
+        supervisor = self.supervisor
+        if self.stop_now:
+            supervisor.kill_all("Daemon stopped at once.", Status.CANCELLED)
+        if not self.stopping or supervisor.processes:
             return False
-        if self.finishing and self.outage.down:
+        if supervisor.finishing and self.outage.down:
             # The processes are gone but their ends cannot be recorded: the database is out
             # (a second signal means now; a first one waits a little for it to come back).
             assert self.shutdown_deadline is not None
@@ -227,18 +235,18 @@ class Daemon(Queue):
                 logger.error(
                     "taskd: stopping without recording the end of task(s) %s: the database "
                     "is unavailable; they will be recovered as lost",
-                    ", ".join(f"#{proc.task.pk}" for proc in self.finishing),
+                    ", ".join(f"#{proc.task.pk}" for proc in supervisor.finishing),
                 )
-                self.finishing.clear()
-        return not self.finishing
+                supervisor.finishing.clear()
+        return not supervisor.finishing
 
     def _begin_shutdown(self) -> None:
         self.stopping = True
         self.shutdown_deadline = time.monotonic() + self.settings.SHUTDOWN_WAIT
-        if self.processes:
+        if self.supervisor.processes:
             logger.info(
                 "taskd: stopping; waiting up to %.0f s for %d running task(s)",
-                self.settings.SHUTDOWN_WAIT, len(self.processes),
+                self.settings.SHUTDOWN_WAIT, len(self.supervisor.processes),
             )  # fmt: skip
 
     def _on_signal(self, signum: int, frame: Any) -> None:
@@ -246,7 +254,7 @@ class Daemon(Queue):
         self.stop(now=self.signal_count > 1)
 
     def _teardown(self) -> None:
-        for proc in list(self.processes.values()):
+        for proc in list(self.supervisor.processes.values()):
             proc.signal_group(signal.SIGKILL)
         self._stop_watchdog()
         if not self.outage.down:
@@ -283,7 +291,7 @@ class Daemon(Queue):
         """Act on what the wake-up channel says changed."""
         if news & Wakeup.QUEUE:
             self.look_needed = True
-        if news & Wakeup.CANCELS and self.processes:
+        if news & Wakeup.CANCELS and self.supervisor.processes:
             self.cancels_needed = True
         if news & Wakeup.SCHEDULES:
             self.schedule_timer.changed(certain=not news & Wakeup.UNKNOWN)
@@ -294,26 +302,25 @@ class Daemon(Queue):
     def _cancels_polled(self) -> bool:
         # Without a wake-up channel (MySQL) a cancel is only seen by asking; ask often while
         # tasks run (one indexed SELECT), so a cancel takes effect well within a second.
-        return bool(self.processes) and not self.channel.reports_changes
+        return bool(self.supervisor.processes) and not self.channel.reports_changes
 
     def _timeout(self) -> float:
         now = time.monotonic()
+        supervisor = self.supervisor
         deadlines = [self.next_heartbeat, self.next_maintenance]
-        if self.processes and not self.lease_lost:
+        if supervisor.processes and not self.lease_lost:
             deadlines.append(self.lease_end)
         if self.outage.down:
             deadlines.append(self.outage.retry_at)
         else:
             deadlines.append(self.next_poll)
-            # A look wanted while every slot is taken waits for a slot: no busy loop.
-            can_claim = len(self.processes) < self.capacity and not self.stopping
-            if self.look_needed and can_claim:
+            if self.look_needed and self._can_claim():
                 deadlines.append(max(now, self.claim_paused_until))
-            if self.cancels_needed or self.finishing or self.phantoms_needed:
+            if self.cancels_needed or supervisor.finishing or self.phantoms_needed:
                 deadlines.append(now)
             if self.logs.has_pending():
                 deadlines.append(self.next_flush)
-            if (progress_due := self._progress_due()) is not None:
+            if (progress_due := supervisor.progress_due()) is not None:
                 deadlines.append(progress_due)
             if not self.stopping:
                 deadlines.append(self.schedule_timer.due_at)
@@ -323,7 +330,7 @@ class Daemon(Queue):
             deadlines.append(self.next_cancel_check)
         if self.next_due is not None:
             deadlines.append(self.next_due)
-        for proc in self.processes.values():
+        for proc in supervisor.processes.values():
             if proc.kill_deadline is not None:
                 deadlines.append(proc.kill_deadline)
             if proc.pidfd is None and not proc.exited:
@@ -335,9 +342,10 @@ class Daemon(Queue):
     def _tick(self) -> None:
         now = time.monotonic()
         self._keep_lease(now)
-        self._reap()
+        if self.supervisor.reap():
+            self.look_needed = True  # a slot is free
         self._update_watchdog()
-        self._enforce_limits(now)
+        self.supervisor.enforce_limits(now, self.shutdown_deadline if self.stopping else None)
         if self.next_due is not None and now >= self.next_due:
             self.next_due = None
             self.look_needed = True
@@ -366,19 +374,9 @@ class Daemon(Queue):
             self.next_flush = now + self.settings.LOG_FLUSH_INTERVAL
             if self.logs.orphaned:
                 self.cancels_needed = True  # rows were deleted: find out which, kill them
-        for proc in list(self.processes.values()):
-            self._contained(proc, self._save_progress, proc, now)
+        self.supervisor.save_progress(now)
         self._save_pids()
-        while self.finishing:
-            proc = self.finishing[0]
-            try:
-                self._finish(proc)
-            except Exception as exc:
-                if dberrors.is_outage(exc):
-                    raise
-                self._finish_despite(proc, exc)
-            self.finishing.pop(0)
-            self.schedule_timer.task_ended(proc.task.name)
+        self._record_ends()
         if now >= self.schedule_timer.due_at and not self.stopping:
             if self.schedule_timer.fire(now, channel=self.channel.reports_changes):
                 self.look_needed = True
@@ -387,11 +385,29 @@ class Daemon(Queue):
             self.phantoms_needed = False
         if self._cancels_polled() and now >= self.next_cancel_check:
             self.cancels_needed = True
-        can_claim = len(self.processes) < self.capacity and not self.stopping
-        if (self.look_needed and can_claim) or self.cancels_needed or now >= self.next_poll:
+        if (self.look_needed and self._can_claim()) or self.cancels_needed or now >= self.next_poll:
             self._look()
         if now >= self.next_maintenance:
             self._maintenance()
+
+    def _can_claim(self) -> bool:
+        # A look wanted while every slot is taken waits for a slot: no busy loop.
+        return len(self.supervisor.processes) < self.capacity and not self.stopping
+
+    def _record_ends(self) -> None:
+        """Record how the ended task processes ended, in the order they ended."""
+        assert self.worker is not None
+        finishing = self.supervisor.finishing
+        while finishing:
+            proc = finishing[0]
+            try:
+                self.supervisor.finish(proc, self.worker)
+            except Exception as exc:
+                if dberrors.is_outage(exc):
+                    raise  # kept in the list: recorded once the database is back
+                self.supervisor.finish_despite(proc, self.worker, exc)
+            finishing.pop(0)
+            self.schedule_timer.task_ended(proc.task.name)
 
     def _database_failed(self, exc: Exception) -> None:
         """Back off: the database is out, or the daemon's own work failed unexpectedly."""
@@ -421,8 +437,7 @@ class Daemon(Queue):
             # run on unsupervised (a retry may already run elsewhere). Fence ourselves.
             logger.error("taskd %s was declared lost; killing its tasks and re-registering",
                          self.worker)  # fmt: skip
-            for proc in self.processes.values():
-                self._kill(proc, "Worker lost.", Status.UNSUCCESSFUL, grace=0, error=WorkerLost)
+            self.supervisor.kill_all("Worker lost.", Status.UNSUCCESSFUL, error=WorkerLost)
             self._register()
             return
         if sent_at - self.last_beat_sent > 2 * self.settings.HEARTBEAT_INTERVAL:
@@ -449,7 +464,7 @@ class Daemon(Queue):
             return
         self.lease_lost = True  # and claims nothing until a heartbeat is recorded again
         silent = now - self.last_beat_sent
-        running = [proc for proc in self.processes.values() if not proc.exited]
+        running = self.supervisor.running
         if not running:
             return
         logger.error(
@@ -461,11 +476,10 @@ class Daemon(Queue):
             f"Worker lost: {self.worker} could not record a heartbeat for {silent:.0f} s and "
             f"stopped its task before another daemon could take it over."
         )
-        for proc in running:
-            self._kill(proc, reason, Status.UNSUCCESSFUL, grace=0, error=WorkerLost)
+        self.supervisor.kill_all(reason, Status.UNSUCCESSFUL, error=WorkerLost)
 
     def _update_watchdog(self) -> None:
-        groups = tuple(sorted(pid for pid, proc in self.processes.items() if not proc.exited))
+        groups = tuple(sorted(proc.pid for proc in self.supervisor.running))
         self.watchdog.update(self.lease_end, groups)
 
     def _watchdog_exited(self, status: int) -> None:
@@ -500,7 +514,7 @@ class Daemon(Queue):
         self.next_maintenance = now + max(self.settings.WORKER_TIMEOUT / 2, 1.0)
         transitions.fail_orphaned_dependents()
         self._end_phantoms()
-        if self.processes:
+        if self.supervisor.processes:
             self._check_cancels()  # deleted rows send no notification
 
 

@@ -48,7 +48,7 @@ class Watchdog:
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
         pid = os.fork()
-        if pid == 0:  # pragma: no cover - the watchdog leaves with os._exit
+        if pid == 0:  # pragma: no cover - the watchdog: SIGKILLed at the stop, it saves no data
             code = 1
             try:
                 os.close(write_fd)
@@ -85,7 +85,7 @@ class Watchdog:
             self._write_fd = None
 
 
-def _run(read_fd: int) -> None:  # pragma: no cover - runs in the watchdog process
+def _run(read_fd: int) -> None:  # pragma: no cover - the watchdog (see start())
     """The watchdog: kill the task groups when the lease ends; leave when the daemon does."""
     parent = os.getppid()
     linux.set_parent_death_signal(signal.SIGKILL)

@@ -52,11 +52,12 @@ def become_subreaper() -> None:
 
 def children(pid: int) -> list[int]:
     """Direct children of ``pid`` (all its threads'), from /proc; [] where unavailable."""
+    # Read after every reap by the daemon: plain os calls, not pathlib (a third of the cost).
     result: list[int] = []
     with contextlib.suppress(OSError):
-        for thread in Path(f"/proc/{pid}/task").iterdir():
-            with contextlib.suppress(OSError):
-                result.extend(int(child) for child in (thread / "children").read_text().split())
+        for thread in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{thread}/children") as f:
+                result.extend(int(child) for child in f.read().split())
     return result
 
 

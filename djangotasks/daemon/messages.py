@@ -1,6 +1,6 @@
 """Reading what a task process sends: its output, and its progress and reason.
 
-``TaskMessages`` is a part of ``Daemon`` (a base class of ``Supervision``). Everything here
+``TaskMessages`` is a part of the daemon's ``Supervisor`` (its base class). Everything here
 is untrusted: output is bounded per read, control messages are parsed defensively and their
 values cleaned before they are stored, and what had to change is said in the task's log.
 """
@@ -42,7 +42,7 @@ PROGRESS_SAVE_INTERVAL = 0.2
 
 
 class TaskMessages:
-    # Provided by Daemon.
+    # Provided by Supervisor.
     selector: selectors.BaseSelector
     processes: dict[int, TaskProcess]
     logs: LogWriter
@@ -159,7 +159,7 @@ class TaskMessages:
         for name, value in fields.items():
             setattr(proc.task, name, value)
 
-    def _progress_due(self) -> float | None:
+    def progress_due(self) -> float | None:
         """When the next pending progress may be saved (for the loop's timeout)."""
         dirty = [p.progress_saved_at for p in self.processes.values() if p.progress_dirty]
         return min(dirty) + PROGRESS_SAVE_INTERVAL if dirty else None

@@ -95,7 +95,7 @@ def fork(task: Task, keep: list[Any]) -> TaskProcess:
     except BaseException:
         _close(output_r, output_w, control_r, control_w)  # EAGAIN under a pid limit: no leak
         raise
-    if pid == 0:  # pragma: no cover - runs in the child, which leaves with os._exit
+    if pid == 0:  # the task process: it leaves with os._exit below
         code = child.EXIT_CRASHED
         try:
             os.close(output_r)

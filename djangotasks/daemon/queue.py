@@ -1,7 +1,8 @@
 """The part of the daemon that takes work from the queue: claims, starts, cancels, phantoms.
 
-``Queue`` is a part of ``Daemon`` (a base class, like ``Supervision``). Every status change
-goes through ``models.transitions``.
+``Queue`` is a part of ``Daemon`` (its base class): the decisions about what to claim and
+when; the processes it starts and kills are the daemon's ``Supervisor``'s. Every status
+change goes through ``models.transitions``.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from django.utils import timezone
 
 from djangotasks import dberrors
 from djangotasks.daemon.channels import WakeupChannel
-from djangotasks.daemon.supervision import DELETED, Supervision
-from djangotasks.models import Task, claiming, recovery, transitions
+from djangotasks.daemon.supervision import DELETED, Supervisor
+from djangotasks.models import Task, Worker, claiming, recovery, transitions
 from djangotasks.models.targets import load_targets
 from djangotasks.statuses import ACTIVE, Status
 
@@ -30,8 +31,13 @@ START_RETRY_DELAY = 1.0
 CANCEL_POLL_INTERVAL = 0.2
 
 
-class Queue(Supervision):
+class Queue:
     # Provided by Daemon.
+    supervisor: Supervisor
+    worker: Worker | None
+    use_fork: bool
+    stopping: bool
+    look_needed: bool
     capacity: int
     queues: frozenset[str] | None
     cancels_needed: bool
@@ -50,13 +56,13 @@ class Queue(Supervision):
         polled = now >= self.next_poll
         if polled:
             self.next_poll = now + self.channel.poll_interval
-        if self.processes and (self.cancels_needed or polled):
+        if self.supervisor.processes and (self.cancels_needed or polled):
             self._check_cancels()
             self.next_cancel_check = now + CANCEL_POLL_INTERVAL
         self.cancels_needed = False
         if not (self.look_needed or polled):
             return
-        free = self.capacity - len(self.processes)
+        free = self.capacity - len(self.supervisor.processes)
         if self.stopping or free <= 0 or now < self.claim_paused_until or self.lease_lost:
             return
         if polled and not self.look_needed:
@@ -79,15 +85,17 @@ class Queue(Supervision):
             # opening a database connection of its own. A model whose objects cannot be
             # loaded here is left to the task process, which says why in that task's log.
             load_targets(claimed, _preload_failed)
+        assert self.worker is not None
+        keep = self.channel.keep()
         for index, task in enumerate(claimed):
             try:
-                proc = self._start(task)
+                proc = self.supervisor.start(task, self.worker, keep)
             except Exception as exc:  # OSError mostly: EAGAIN, ENOMEM, EMFILE
                 if dberrors.is_outage(exc):
                     raise
                 self._start_failed(task, exc)
                 for rest in claimed[index + 1 :]:  # likely to fail alike: give them back
-                    recovery.unclaim(rest, self.worker)  # type: ignore[arg-type]
+                    recovery.unclaim(rest, self.worker)
                 break
             self.start_failures.pop(task.pk, None)
             self.unsaved_pids[task.pk] = proc.pid
@@ -115,7 +123,7 @@ class Queue(Supervision):
         """Record the pids of started tasks (kept and saved again after a database error)."""
         if not self.unsaved_pids:
             return
-        running = {proc.task.pk for proc in self.processes.values()}
+        running = {proc.task.pk for proc in self.supervisor.processes.values()}
         try:
             claiming.record_pids(
                 {pk: pid for pk, pid in self.unsaved_pids.items() if pk in running}
@@ -143,7 +151,7 @@ class Queue(Supervision):
 
     def _check_cancels(self) -> None:
         """Compare our processes with their rows: cancel requested, row deleted or taken."""
-        ids = {proc.task.pk: proc for proc in self.processes.values()}
+        ids = {proc.task.pk: proc for proc in self.supervisor.processes.values()}
         rows = dict(Task.objects.filter(pk__in=list(ids)).values_list("pk", "status"))
         for pk, proc in ids.items():
             status = rows.get(pk)
@@ -151,14 +159,14 @@ class Queue(Supervision):
                 continue
             if status == Status.REQUESTED_CANCEL:
                 proc.task.status = Status.REQUESTED_CANCEL
-                self._kill(proc, "Cancelled.", Status.CANCELLED)
+                self.supervisor.kill(proc, "Cancelled.", Status.CANCELLED)
             elif status is None:
                 logger.warning("taskd: task #%s was deleted while running; killing it", pk)
-                self._kill(proc, "", DELETED, grace=0)
+                self.supervisor.kill(proc, "", DELETED, grace=0)
             elif status != Status.RUNNING:
                 # Another daemon recovered it (we were cut off): it must not run twice.
                 logger.warning("taskd: task #%s became %s elsewhere; killing it", pk, status)
-                self._kill(proc, "", DELETED, grace=0)
+                self.supervisor.kill(proc, "", DELETED, grace=0)
 
     def _end_phantoms(self) -> None:
         """End rows that say they run here although no process of ours runs them.
@@ -167,7 +175,8 @@ class Queue(Supervision):
         given back to the queue; one that had a process we no longer know is lost.
         """
         assert self.worker is not None
-        ours = [proc.task.pk for proc in [*self.processes.values(), *self.finishing]]
+        supervisor = self.supervisor
+        ours = [proc.task.pk for proc in [*supervisor.processes.values(), *supervisor.finishing]]
         phantoms = Task.objects.filter(worker=self.worker, status__in=ACTIVE).exclude(pk__in=ours)
         for task in phantoms:
             try:

@@ -1,8 +1,10 @@
-"""The part of the daemon that starts, watches, kills and finishes task processes.
+"""The daemon's supervisor of task processes: starts, watches, kills and finishes them.
 
-``Supervision`` is a part of ``Daemon`` (a base class), kept in a module of its own: the
-loop in daemon.py, the queue in queue.py, what a task sends in messages.py, the processes
-here.
+``Supervisor`` is an object the daemon owns: the loop in daemon.py, the queue in queue.py,
+the processes here, and what a task sends in messages.py (a part of the supervisor).
+What it needs of the daemon is passed in: the selector and log writer it shares, the
+worker and the wake-up channel's descriptors per call (both change over the daemon's life),
+and a callback for the lease watchdog, the one child of the daemon that is not a task.
 
 Everything a task sends (output, progress, its reason) is untrusted: it is cleaned before
 it is stored, and an unexpected error while handling one task ends that task, never the
@@ -34,7 +36,6 @@ from djangotasks.untrusted import clean_text
 
 if TYPE_CHECKING:
     from djangotasks.conf import TaskSettings
-    from djangotasks.daemon.channels import WakeupChannel
     from djangotasks.daemon.lease import Watchdog
     from djangotasks.daemon.logwriter import LogWriter
     from djangotasks.models import Worker
@@ -46,41 +47,48 @@ logger = logging.getLogger("djangotasks")
 DELETED = "deleted"
 
 
-class Supervision(TaskMessages):
-    # Provided by Daemon.
-    settings: TaskSettings
-    selector: selectors.BaseSelector
-    processes: dict[int, TaskProcess]
-    finishing: list[TaskProcess]
-    logs: LogWriter
-    worker: Worker | None
-    channel: WakeupChannel
-    use_fork: bool
-    thread_mode: bool
-    look_needed: bool
-    stopping: bool
-    shutdown_deadline: float | None
-    watchdog: Watchdog
+class Supervisor(TaskMessages):
+    def __init__(
+        self,
+        settings: TaskSettings,
+        selector: selectors.BaseSelector,
+        logs: LogWriter,
+        *,
+        use_fork: bool,
+        thread_mode: bool,
+        watchdog: Watchdog,
+        watchdog_exited: Callable[[int], None],
+    ) -> None:
+        self.settings = settings
+        self.selector = selector
+        self.logs = logs
+        self.use_fork = use_fork
+        self.thread_mode = thread_mode
+        self.watchdog = watchdog
+        self.watchdog_exited = watchdog_exited
+        self.processes: dict[int, TaskProcess] = {}  # pid -> a process that has not ended
+        self.finishing: list[TaskProcess] = []  # ended; their end is not recorded yet
 
-    def _watchdog_exited(self, status: int) -> None:
-        raise NotImplementedError
+    @property
+    def running(self) -> list[TaskProcess]:
+        """The task processes that have not exited (a killed one may take a moment)."""
+        return [proc for proc in self.processes.values() if not proc.exited]
 
-    def _start(self, task: Task) -> TaskProcess:
-        """Start ``task``'s process; ``OSError`` if it cannot be started (nothing is left open)."""
-        assert self.worker is not None
+    def start(self, task: Task, worker: Worker, keep: list[Any]) -> TaskProcess:
+        """Start ``task``'s process; ``OSError`` if it cannot be started (nothing is left open).
+
+        ``keep``: what a forked task must hold and never close (the wake-up channel's).
+        """
         self.logs.open(task)
         try:
-            if self.use_fork:
-                proc = processes.fork(task, self.channel.keep())
-            else:
-                proc = processes.spawn(task, self.worker.pk)
+            proc = processes.fork(task, keep) if self.use_fork else processes.spawn(task, worker.pk)
         except BaseException:
             self.logs.discard(task.pk)
             raise
         self.processes[proc.pid] = proc
-        task.pid = proc.pid  # stored for all tasks of a claim at once, by _look()
+        task.pid = proc.pid  # stored for all tasks of a claim at once, by the queue
         # From here on the process is ours: whatever fails is contained to this task.
-        self._contained(proc, self._watch, proc)
+        self.contained(proc, self._watch, proc)
         return proc
 
     def _watch(self, proc: TaskProcess) -> None:
@@ -94,13 +102,13 @@ class Supervision(TaskMessages):
             except OSError:
                 proc.pidfd = None
         if proc.task.status == Status.REQUESTED_CANCEL:
-            self._kill(proc, "Cancelled.", Status.CANCELLED)
+            self.kill(proc, "Cancelled.", Status.CANCELLED)
         if signals.task_started.has_listeners():
             _send(signals.task_started, "task_started", proc.task)
         if proc.task.is_django_task:
             results().send_started(proc.task)
 
-    def _contained(self, proc: TaskProcess, action: Callable[..., Any], *args: Any) -> None:
+    def contained(self, proc: TaskProcess, action: Callable[..., Any], *args: Any) -> None:
         """Do one piece of work for one task; an unexpected error ends that task only.
 
         Database outages are not the task's fault: they go up, to be waited out.
@@ -120,14 +128,21 @@ class Supervision(TaskMessages):
         trace, _ = clean_text("".join(traceback.format_exception(exc)), 20000, "the traceback")
         self.logs.note(task.pk, f"internal error in the daemon; the task was stopped.\n{trace}")
         reason = f"Internal error in the daemon: {summary} (the traceback is in the log)."
-        self._kill(proc, reason, Status.UNSUCCESSFUL, grace=0, error=TaskCrashed)
+        self.kill(proc, reason, Status.UNSUCCESSFUL, grace=0, error=TaskCrashed)
+
+    def save_progress(self, now: float) -> None:
+        """Store the progress the tasks reported, each at most every few tenths of a second."""
+        for proc in list(self.processes.values()):
+            self.contained(proc, self._save_progress, proc, now)
 
     # -- exits ---------------------------------------------------------------------------
 
     def _on_exit(self) -> None:
-        self._reap()
+        """A pidfd became readable: the loop reaps after every select (``reap``)."""
 
-    def _reap(self) -> None:
+    def reap(self) -> bool:
+        """Collect the exits of our children; True if a task process ended."""
+        ended = len(self.finishing)
         if self.thread_mode:
             for proc in list(self.processes.values()):
                 try:
@@ -135,8 +150,8 @@ class Supervision(TaskMessages):
                 except ChildProcessError:
                     continue
                 if pid:
-                    self._contained(proc, self._exited, proc, status)
-            return
+                    self.contained(proc, self._exited, proc, status)
+            return len(self.finishing) > ended
         # We are a subreaper: orphans of task processes are reparented to us. Reap them.
         reaped = False
         while True:
@@ -148,11 +163,12 @@ class Supervision(TaskMessages):
                 break
             reaped = True
             if pid in self.processes:
-                self._contained(self.processes[pid], self._exited, self.processes[pid], status)
+                self.contained(self.processes[pid], self._exited, self.processes[pid], status)
             elif pid == self.watchdog.pid:
-                self._watchdog_exited(status)
+                self.watchdog_exited(status)
         if reaped:
             self._kill_orphans()
+        return len(self.finishing) > ended
 
     def _kill_orphans(self) -> None:
         """Kill every child of ours that is not a task process: a task left it behind.
@@ -183,7 +199,6 @@ class Supervision(TaskMessages):
             proc.popen.returncode = os.waitstatus_to_exitcode(status)
         del self.processes[proc.pid]
         self.finishing.append(proc)
-        self.look_needed = True
         # Whatever the task left in its group dies with it; its output is read to the end.
         proc.signal_group(signal.SIGKILL)
         if proc.pidfd is not None:
@@ -194,9 +209,8 @@ class Supervision(TaskMessages):
         self._read_output(proc, MAX_READS_AT_EXIT)
         self._read_control(proc, MAX_READS_AT_EXIT)
 
-    def _finish(self, proc: TaskProcess) -> None:
+    def finish(self, proc: TaskProcess, worker: Worker) -> None:
         """Store the rest of the log, then the final status: a final status means a full log."""
-        assert self.worker is not None
         assert proc.exit_status is not None
         for which in ("output", "control"):
             if not getattr(proc, f"{which}_closed"):
@@ -212,7 +226,7 @@ class Supervision(TaskMessages):
             proc.log_size = self.logs.close(task.pk)
         size = proc.log_size
         status, reason, error = _outcome(proc)
-        if transitions.finish(task, self.worker, status, reason, log_size=size, error=error):
+        if transitions.finish(task, worker, status, reason, log_size=size, error=error):
             if signals.task_completed.has_listeners():
                 _send(signals.task_completed, "task_completed", task)
             if task.is_django_task:
@@ -221,9 +235,8 @@ class Supervision(TaskMessages):
             logger.warning("taskd: task #%s was no longer ours when it ended", task.pk)
         logger.info("task #%s %s %s%s", task.pk, task.name, status, f": {reason}" if reason else "")
 
-    def _finish_despite(self, proc: TaskProcess, exc: Exception) -> None:
-        """Backstop for ``_finish``: record the end with a plain reason, or leave it to recovery."""
-        assert self.worker is not None
+    def finish_despite(self, proc: TaskProcess, worker: Worker, exc: Exception) -> None:
+        """Backstop for ``finish``: record the end with a plain reason, or leave it to recovery."""
         task = proc.task
         logger.error("taskd: could not record the end of task #%s", task.pk, exc_info=exc)
         self.logs.discard(task.pk)
@@ -232,14 +245,14 @@ class Supervision(TaskMessages):
             "see the daemon's log."
         )
         try:
-            transitions.finish(task, self.worker, Status.UNSUCCESSFUL, reason)
+            transitions.finish(task, worker, Status.UNSUCCESSFUL, reason)
         except Exception as again:
             if dberrors.is_outage(again):
                 raise
             # Left running on this worker: the phantom check ends it with a fixed reason.
             logger.error("taskd: task #%s stays running for recovery: %s", task.pk, again)
 
-    def _kill(
+    def kill(
         self,
         proc: TaskProcess,
         reason: str,
@@ -265,7 +278,13 @@ class Supervision(TaskMessages):
             self.settings.CANCEL_GRACE if grace is None else grace
         )
 
-    def _enforce_limits(self, now: float) -> None:
+    def kill_all(self, reason: str, status: str, error: type[BaseException] | None = None) -> None:
+        """Kill every running task at once (SIGKILL): the daemon stops now, or lost its lease."""
+        for proc in self.running:
+            self.kill(proc, reason, status, grace=0, error=error)
+
+    def enforce_limits(self, now: float, shutdown_deadline: float | None) -> None:
+        """SIGKILL after a cancel's grace; timeouts; the end of a graceful shutdown's wait."""
         for proc in list(self.processes.values()):
             if proc.exited:
                 continue
@@ -277,9 +296,9 @@ class Supervision(TaskMessages):
             timeout = (definition.timeout if definition else None) or self.settings.DEFAULT_TIMEOUT
             if timeout and now - proc.started > timeout and not proc.kill_reason:
                 reason = f"Timed out after {timeout:g} s."
-                self._kill(proc, reason, Status.UNSUCCESSFUL, error=TaskTimedOut)
-            if self.stopping and self.shutdown_deadline and now >= self.shutdown_deadline:
-                self._kill(proc, "Cancelled: the daemon was shut down.", Status.CANCELLED)
+                self.kill(proc, reason, Status.UNSUCCESSFUL, error=TaskTimedOut)
+            if shutdown_deadline is not None and now >= shutdown_deadline:
+                self.kill(proc, "Cancelled: the daemon was shut down.", Status.CANCELLED)
 
 
 def _outcome(proc: TaskProcess) -> tuple[str, str, dict[str, str] | None]:
