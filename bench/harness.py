@@ -14,6 +14,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 POLL = 0.02  # how often the bench looks at the database while it waits
+TICK = os.sysconf("SC_CLK_TCK")  # the unit of the CPU times in /proc/<pid>/stat
 
 
 @dataclass
@@ -42,6 +43,27 @@ def percentile(samples: list[float], q: float) -> float | None:
     return ordered[int(rank) - 1]
 
 
+@dataclass(frozen=True)
+class Cpu:
+    """CPU seconds (user + system) of a process so far: its own, and those of the children
+    it has reaped (the kernel adds a child's to its parent's when the parent waits for it)."""
+
+    own: float
+    children: float
+
+    def __sub__(self, other: Cpu) -> Cpu:
+        return Cpu(self.own - other.own, self.children - other.children)
+
+
+def cpu_of(pid: int) -> Cpu:
+    with open(f"/proc/{pid}/stat") as f:
+        # The fields after the command name, which may hold spaces and parentheses.
+        fields = f.read().rsplit(")", 1)[1].split()
+    # utime, stime, cutime, cstime: fields 14-17 of the line, 12-15 after the name.
+    utime, stime, cutime, cstime = (int(value) / TICK for value in fields[11:15])
+    return Cpu(utime + stime, cutime + cstime)
+
+
 def bench_env(db: str, bench_dir: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
@@ -59,6 +81,7 @@ class Process:
 
     def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
         self.log_path = log_path
+        self.cpu_notes: list[tuple[float, Cpu]] = []  # (time.time(), its CPU then)
         with open(log_path, "ab") as log:
             self.popen = subprocess.Popen(
                 [sys.executable, "-m", "django", *args],
@@ -79,6 +102,20 @@ class Process:
                 if line.startswith("VmRSS:"):
                     return int(line.split()[1]) / 1024
         raise RuntimeError(f"no VmRSS for {self.pid}")
+
+    def cpu(self) -> Cpu:
+        return cpu_of(self.pid)
+
+    def note_cpu(self) -> None:
+        cpu = self.cpu()
+        self.cpu_notes.append((time.time(), cpu))  # stamped after it: never before the reading
+
+    def cpu_at(self, when: float) -> Cpu:
+        """Its CPU at the last note taken by ``when`` (a ``time.time()``): what it had used
+        before a moment that only the database records, such as its first task's start."""
+        taken = [cpu for at, cpu in self.cpu_notes if at <= when]
+        # Notes begin as it starts: before the first one it had used (next to) nothing.
+        return taken[-1] if taken else Cpu(0.0, 0.0)
 
     def check(self) -> None:
         if self.popen.poll() is not None:

@@ -118,6 +118,12 @@ ROWS: list[Row] = [
         Target(150, higher_is_better=True, peer=True), ratio=True),
     Row("drain: {tasks} via django.tasks `enqueue()`", ("backend_drain",), ("peer_drain",),
         ratio=True),
+    # The peer runs its tasks in its worker: its one figure is all of its CPU.
+    Row("drain: CPU per task, daemon / task processes (peer: its worker)",
+        ("cpu_daemon", "cpu_children"), ("peer_cpu",)),
+    Row("drain: CPU per task, all processes", ("cpu_total",), ("peer_cpu",), ratio=True),
+    Row("fork + exit of the daemon's process: CPU parent / child", ("fork_parent", "fork_child"),
+        peer_text="no process per task"),
     Row("idle daemon: SQL statements", ("idle_sql",), ("peer_idle_sql",), Target(1)),
     Row("idle daemon with a nightly schedule: SQL statements", ("idle_sql_scheduled",),
         target=Target(1), peer_text="no schedules"),
@@ -141,6 +147,7 @@ NOTES = [
     ("sql_children", "task processes"),
     ("xact", "server-side transactions"),
     ("bulk", "bulk"),
+    ("fork_parent", "fork floor"),
 ]
 
 

@@ -4,7 +4,8 @@
 ``bench.run``, which prints the combined table. The daemon under test is a real
 ``python -m django taskd run`` subprocess with ``DJANGO_SETTINGS_MODULE=bench.settings``
 for the latencies and drains here; calls.py times ``run()`` and ``enqueue()`` in this
-process, statements.py and idle.py run the daemon in this process to count its SQL.
+process, statements.py and idle.py run the daemon in this process to count its SQL, and
+forkcost.py forks a process loaded like the daemon: the floor of a process per task.
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench import calls, databases, idle, statements
-from bench.harness import Figure, Process, bench_env, wait_until
+from bench import calls, databases, forkcost, idle, statements
+from bench.harness import Cpu, Figure, Process, bench_env, wait_until
 
 LOG_POLL = 0.01  # how often the log figure reads the log: bounds its resolution
+CPU_NOTE = 0.01  # how often the peer's CPU is noted while it starts: a clock tick
 # Groups of figures (--only); each measures djangotasks and, where it has one, the peer.
 GROUPS = ("calls", "bulk", "pickup", "cancel", "log", "drain", "statements", "idle")
 
@@ -69,6 +71,7 @@ class Suite:
 
         def registered() -> bool:
             proc.check()
+            proc.note_cpu()  # the last note before its first task is the drain's baseline
             return Worker.objects.filter(pid=proc.pid, stopped_at=None).exists()
 
         wait_until(registered)
@@ -78,7 +81,13 @@ class Suite:
         self._daemons += 1
         args = ["db_worker", "--no-startup-delay", "--interval", str(self.args.peer_interval)]
         proc = Process(args, self.env, self.bench_dir / f"db_worker-{self._daemons}.log")
-        time.sleep(2.0)  # it records nothing when it is ready; Django starts in ~0.3 s
+        # It records nothing when it is ready; Django starts in ~0.3 s. It may drain a whole
+        # queue within this wait (500 no-op tasks in < 1 s): its CPU is noted meanwhile, for
+        # the baseline of the drain's CPU.
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            proc.note_cpu()
+            time.sleep(CPU_NOTE)
         proc.check()
         return proc
 
@@ -219,6 +228,7 @@ class Suite:
         if self.args.peer:
             kinds.append(self.peer_drain)
         runs, tasks = self.args.drain_runs, self.args.tasks
+        self.fork_floor()
         self.say(f"drain: {runs} runs of {tasks} no-op tasks for each of {len(kinds)} kinds")
         for index in range(runs):
             for drain in calls.turns(kinds, index):
@@ -232,11 +242,11 @@ class Suite:
         # Enqueued with no daemon running, so the figure is the daemon's pace alone.
         probes = Probe.objects.bulk_create(Probe() for _ in range(self.args.tasks))
         ids = [probe.noop().run().pk for probe in probes]
-        rate.samples.append(self.drain_rate(ids, rss))
+        rate.samples.append(self.drain_rate(ids, rss, cpu=True))
 
-    def drain_rate(self, ids: list[int], rss: Figure | None = None) -> float:
+    def drain_rate(self, ids: list[int], rss: Figure | None = None, cpu: bool = False) -> float:
         """Start a daemon on tasks enqueued while none ran; tasks/s from the first start to the
-        last end, so the daemon's boot is not counted."""
+        last end, so the daemon's boot is not counted. ``cpu``: also its CPU per task."""
         from django.db.models import Max, Min
 
         from djangotasks.models import Task
@@ -253,13 +263,42 @@ class Suite:
             wait_until(done, timeout=600, interval=0.1)
             if rss is not None:
                 rss.samples.append(taskd.rss_mb())
+            drained = taskd.cpu()
         finally:
             taskd.stop()
         tasks = Task.objects.filter(pk__in=ids)
         failed = tasks.exclude(status=Status.SUCCESSFUL).count()
         assert not failed, f"{failed} no-op tasks did not succeed"
         span = tasks.aggregate(first=Min("start_date"), last=Max("end_date"))
+        if cpu:
+            self.drain_cpu(drained - taskd.cpu_at(span["first"].timestamp()), len(ids))
         return len(ids) / (span["last"] - span["first"]).total_seconds()
+
+    def drain_cpu(self, used: Cpu, tasks: int) -> None:
+        """The daemon's CPU per task, and its task processes' (it reaps them, so theirs is in
+        its children's time), from its first task's start, as the rate."""
+        per_task = 1000 / tasks
+        daemon = self.figure("cpu_daemon", "drain: daemon CPU per task", "ms")
+        daemon.samples.append(used.own * per_task)
+        children = self.figure("cpu_children", "drain: task processes' CPU per task", "ms")
+        children.samples.append(used.children * per_task)
+        total = self.figure("cpu_total", "drain: CPU per task, all processes", "ms")
+        total.samples.append((used.own + used.children) * per_task)
+
+    def fork_floor(self) -> None:
+        """What a process per task costs before its first line: fork + exit of a process loaded
+        like the daemon, measured in a fresh one (see forkcost.py) while nothing else runs."""
+        cost = forkcost.measure_in_subprocess(self.env)
+        self.say(f"fork floor: {cost['forks']:.0f} forks of a process loaded like the daemon")
+        parent = self.figure("fork_parent", "fork + exit: CPU of the parent", "ms")
+        parent.samples.append(cost["parent_ms"])
+        child = self.figure("fork_child", "fork + exit: CPU of the child", "ms")
+        child.samples.append(cost["child_ms"])
+        parent.note = (
+            f"{cost['forks']:.0f} forks of a {cost['rss_mb']:.0f} MB process loaded like the "
+            "daemon, each child leaving at once (os._exit): the CPU a process per task costs "
+            "before the task's first line"
+        )
 
     # djangotasks as a backend of django.tasks: the same daemon, fed by enqueue() -----------
 
@@ -348,12 +387,17 @@ class Suite:
 
             wait_until(drained, timeout=600, interval=0.1)
             rss.samples.append(worker.rss_mb())
+            done = worker.cpu()
         finally:
             worker.stop()
         span = DBTaskResult.objects.filter(id__in=ids).aggregate(
             first=Min("started_at"), last=Max("finished_at")
         )
         rate.samples.append(len(ids) / (span["last"] - span["first"]).total_seconds())
+        # It runs its tasks itself: its own CPU is all of it, from its first task's start.
+        used = done - worker.cpu_at(span["first"].timestamp())
+        cpu = self.figure("peer_cpu", "peer: worker CPU per task, drain", "ms")
+        cpu.samples.append(used.own * 1000 / len(ids))
 
 
 @contextmanager
