@@ -29,6 +29,7 @@ from djangotasks import notify, results, routing
 from djangotasks.decorators import check_options
 from djangotasks.jsonvalues import to_json
 from djangotasks.models import Task
+from djangotasks.models.rows import insert_row
 from djangotasks.models.scheduling import CHUNK, announce_scheduled
 from djangotasks.models.task import live_key
 from djangotasks.models.transitions import cancel as cancel_row
@@ -113,7 +114,7 @@ class ProcessBackend(BaseTaskBackend):
         # Inside the caller's transaction, if any: the daemons see the row (and, on
         # PostgreSQL, the notification) only once it commits, and never if it rolls back.
         # Outside one, the INSERT commits by itself: a new result id conflicts with nothing.
-        row.save(force_insert=True)
+        insert_row(row)
         notify.wake_workers("run", routing.alias())
         announce_scheduled(row)
         result = results.to_result([row], task)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from django.db import IntegrityError, connection, transaction
+from django.db.models.signals import post_save, pre_save
 from django.test.utils import CaptureQueriesContext
 
 from djangotasks import signals
@@ -40,6 +41,33 @@ def test_the_run_shortcut_is_one_insert():
         # PostgreSQL's NOTIFY comes from the INSERT's trigger: no statement of its own.
         assert len(statements) == 1 and statements[0].startswith("INSERT"), statements
     assert job.hello().pk == task.pk
+
+
+def test_the_insert_does_what_save_does_signals_state_and_every_column():
+    seen = []
+
+    def before(sender, instance, raw, using, update_fields, **kwargs):
+        seen.append(("pre_save", instance.pk, raw, using, update_fields))
+
+    def after(sender, instance, created, raw, using, update_fields, **kwargs):
+        seen.append(("post_save", instance.pk, created, raw, using, update_fields))
+
+    pre_save.connect(before, sender=Task)
+    post_save.connect(after, sender=Task)
+    try:
+        task = Job.objects.create().hello.run()
+    finally:
+        pre_save.disconnect(before, sender=Task)
+        post_save.disconnect(after, sender=Task)
+    alias = connection.alias
+    assert seen == [
+        ("pre_save", None, False, alias, None),
+        ("post_save", task.pk, True, False, alias, None),
+    ]
+    assert not task._state.adding and task._state.db == alias
+    stored = Task.objects.get(pk=task.pk)
+    for field in Task._meta.concrete_fields:  # what was sent is what is stored, column by column
+        assert getattr(stored, field.attname) == getattr(task, field.attname), field.name
 
 
 def test_the_shortcut_finds_the_live_task_it_could_not_insert():

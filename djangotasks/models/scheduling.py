@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from djangotasks import notify, routing
 from djangotasks.exceptions import InvalidTransition
+from djangotasks.models.rows import insert_row
 from djangotasks.models.task import Task, live_key
 from djangotasks.models.transitions import MAX_CAS_ROUNDS, _announce, archive
 from djangotasks.registry import TaskDefinition, UnknownTask, registry
@@ -199,10 +200,10 @@ def _insert(task: Task, dependencies: list[Task]) -> None:
         # A savepoint: a conflicting INSERT must not abort the caller's transaction (on
         # PostgreSQL a failed statement does), and a row comes with its dependencies or not.
         with routing.atomic():
-            task.save(force_insert=True)
+            insert_row(task)
             task.dependencies.set(dependencies)
     else:
-        task.save(force_insert=True)  # one statement, committed by itself
+        insert_row(task)  # one statement, committed by itself
 
 
 # -- many objects ----------------------------------------------------------------------------
