@@ -18,7 +18,7 @@ venv:
 	scripts/bootstrap.sh
 
 venv-bench:
-	EXTRAS=postgres,mysql,test,bench scripts/bootstrap.sh
+	EXTRAS=postgres,mysql,metrics,test,bench scripts/bootstrap.sh
 
 # Checks that need no database server: system checks, migrations in step with the models, lint.
 gates: venv
@@ -50,7 +50,7 @@ test-mysql: venv
 # The suite on Django 5.2 LTS (SQLite), in a virtualenv of its own, with the django-tasks
 # backport of Django's tasks framework (the django.tasks backend's tests run on it).
 test-django52:
-	VENV=.venv-django52 EXTRAS=postgres,mysql,test,backport scripts/bootstrap.sh
+	VENV=.venv-django52 EXTRAS=postgres,mysql,metrics,test,backport scripts/bootstrap.sh
 	.venv-django52/bin/python -m pip install -q --disable-pip-version-check "Django>=5.2,<5.3"
 	# The migrations and checks hold on 5.2 too (its defaults differ from 6's).
 	.venv-django52/bin/python -W error -m django check --settings=tests.settings --fail-level WARNING

@@ -218,3 +218,21 @@ def _some(names: list[str], shown: int = 3) -> str:
     """``a, b, c and 4 more``: a message stays short however many tasks there are."""
     text = ", ".join(names[:shown])
     return f"{text} and {len(names) - shown} more" if len(names) > shown else text
+
+
+@checks.register(checks.Tags.urls)
+def check_metrics(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """The project routes the metrics view, but prometheus-client is not installed."""
+    from djangotasks import metrics
+
+    # Installed (the usual case): no need to load the URLconf to know.
+    if metrics.installed() or metrics.url() is None:
+        return []
+    return [
+        checks.Warning(
+            f"The URL {metrics.URL_NAME!r} routes djangotasks' metrics view, but "
+            f"prometheus-client is not installed: every scrape gets a 503.",
+            hint="pip install 'djangotasks[metrics]', or remove the route.",
+            id="djangotasks.W003",
+        )
+    ]

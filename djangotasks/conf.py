@@ -50,6 +50,12 @@ class TaskSettings:
     LOGFILE: str | None = None
     # Finished tasks older than this many days are removed by ``tasks prune``.
     RETENTION_DAYS: int = 30
+    # The bearer token Prometheus sends to the metrics view; None: logged-in users only.
+    METRICS_TOKEN: str | None = None
+    # Mail ADMINS (Django's mail_admins) about tasks that fail, time out or are lost.
+    ALERT_MAIL_ADMINS: bool = False
+    # The bad ends within this many seconds of the first one are one mail (alerts.py).
+    ALERT_INTERVAL: float = 60.0
     DAEMON_THREAD: bool = False
 
 
@@ -60,6 +66,7 @@ _NUMBER_FIELDS = {
     "CANCEL_GRACE",
     "SHUTDOWN_WAIT",
     "LOG_FLUSH_INTERVAL",
+    "ALERT_INTERVAL",
 }
 _OPTIONAL_NUMBER_FIELDS = {"DEFAULT_TIMEOUT", "DEFAULT_MEMORY_LIMIT"}
 _INT_FIELDS = {"MAX_CONCURRENCY", "MAX_LOG_SIZE", "RETENTION_DAYS"}
@@ -91,11 +98,13 @@ def _validate(name: str, value: Any) -> None:
         fail(f"at least {MIN_LOG_SIZE:,} characters")
     if name in _OPTIONAL_STR_FIELDS and value is not None and not isinstance(value, str):
         fail("a path (str) or None")
+    if name == "METRICS_TOKEN" and value is not None and not (isinstance(value, str) and value):
+        fail("a non-empty string or None")
     if name == "START_METHOD" and value not in START_METHODS:
         fail(f"one of {', '.join(START_METHODS)}")
     if name == "TASK_LOG_LEVEL" and value not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         fail("a logging level name such as 'INFO'")
-    if name == "DAEMON_THREAD" and not isinstance(value, bool):
+    if name in ("DAEMON_THREAD", "ALERT_MAIL_ADMINS") and not isinstance(value, bool):
         fail("True or False")
 
 

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 from django.db import DatabaseError, connections, transaction
 
+from djangotasks.logfields import fields
+
 if TYPE_CHECKING:
     from django.db.backends.base.base import BaseDatabaseWrapper
 
@@ -96,6 +98,7 @@ def _wake_failed_once(exc: Exception) -> None:
             "djangotasks: could not wake the daemons (%s); they find new work and cancels "
             "at their next poll instead (within seconds)",
             exc,
+            extra=fields("wakeup_failed"),
         )
     _wake_failed = True
 

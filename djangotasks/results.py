@@ -16,6 +16,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from djangotasks import exceptions
+from djangotasks.logfields import fields
 from djangotasks.models.transitions import error_record
 from djangotasks.registry import UnknownTask, registry
 from djangotasks.statuses import Status
@@ -134,9 +135,11 @@ def _send(signal: Any, row: Task, name: str) -> None:
         rows = [row] if row.attempt == 1 else attempts_of(row.object_id)
         result = to_result(rows or [row])
     except Exception as exc:  # code removed since, rows edited by hand: log, never fail
-        logger.warning("%s not sent for task #%s: %s", name, row.pk, exc)
+        logger.warning("%s not sent for task #%s: %s", name, row.pk, exc,
+                       extra=fields("signal_not_sent", row, signal=name))  # fmt: skip
         return
     for receiver, response in signal.send_robust(ProcessBackend, task_result=result):
         if isinstance(response, Exception):
             logger.error("%s receiver %r failed for task #%s", name, receiver, row.pk,
-                         exc_info=response)  # fmt: skip
+                         exc_info=response,
+                         extra=fields("receiver_failed", row, signal=name))  # fmt: skip

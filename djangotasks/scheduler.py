@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from djangotasks import dberrors, routing
 from djangotasks.exceptions import InvalidTransition
+from djangotasks.logfields import fields
 from djangotasks.models import Task
 from djangotasks.models.clock import DatabaseClock, from_milliseconds
 from djangotasks.models.schedule import (
@@ -81,7 +82,9 @@ def fire_due() -> Pass:
         except Exception as exc:
             if dberrors.is_outage(exc):
                 raise
-            logger.exception("taskd: schedule #%s failed at %s", pk, now)
+            logger.exception("taskd: schedule #%s failed at %s", pk, now,
+                             extra=fields("schedule_failed", schedule_id=pk,
+                                          schedule_name=schedule.name))  # fmt: skip
     if due:
         rows = _active()  # moved on, and perhaps with a run waiting now
     waited = any(row.has_waiting for row in rows)
@@ -114,7 +117,13 @@ def fire(schedule: Schedule, now: datetime) -> None:
     due = ticks.latest(now, schedule.next_tick, MAX_CATCH_UP)  # newest first
     runs, missed = _plan(schedule, due, now)
     with routing.atomic():
-        # Oldest first, in every daemon alike: the first insert decides, without deadlocks.
+        # Every daemon locks the schedule's row first; the others wait here, then find its
+        # next tick moved and leave. Racing on the ticks' unique index instead deadlocked on
+        # MariaDB: each insert's foreign-key check holds a shared lock on this row, which
+        # the winner's UPDATE below then needs exclusively.
+        if not _lock_unchanged(schedule):
+            return  # another daemon acted on these ticks meanwhile, or someone edited it
+        # Oldest first, in every daemon alike: the first insert decides.
         # "Run each" queues the catch-up runs one behind another, whatever the overlap.
         queue_behind = schedule.missed == Missed.EACH and len(runs) > 1
         for tick in sorted([*runs, *missed]):
@@ -131,6 +140,15 @@ def fire(schedule: Schedule, now: datetime) -> None:
         Schedule.objects.filter(pk=schedule.pk, next_tick=schedule.next_tick).update(
             next_tick=ticks.after(now)
         )
+
+
+def _lock_unchanged(schedule: Schedule) -> bool:
+    """Lock ``schedule``'s row (until the transaction ends) if its next tick is still the one
+    read; False if it moved. A locking read sees the latest committed row."""
+    row = Schedule.objects.select_for_update().filter(
+        pk=schedule.pk, enabled=True, next_tick=schedule.next_tick
+    )
+    return bool(list(row.values_list("pk", flat=True)))
 
 
 def _plan(
@@ -215,7 +233,9 @@ def _record(row: ScheduleTick, outcome: str, task: Task | None, note: str) -> No
 
 
 def _disable(schedule: Schedule, why: str) -> None:
-    logger.error("taskd: schedule %r cannot tick (%s); paused", schedule.name, why)
+    logger.error("taskd: schedule %r cannot tick (%s); paused", schedule.name, why,
+                 extra=fields("schedule_paused", schedule_id=schedule.pk,
+                              schedule_name=schedule.name))  # fmt: skip
     Schedule.objects.filter(pk=schedule.pk).update(enabled=False, next_tick=None)
 
 
@@ -276,7 +296,8 @@ def sync_code_schedules() -> None:
         if row is None:
             if Schedule.objects.filter(name=name).exists():
                 logger.warning("schedule %r of the code has the name of an admin schedule: "
-                               "not added", name)  # fmt: skip
+                               "not added", name,
+                               extra=fields("schedule_not_added", schedule_name=name))  # fmt: skip
                 continue
             try:
                 with routing.atomic():

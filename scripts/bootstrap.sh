@@ -3,13 +3,13 @@
 # with a Python >= 3.12, and the package installed editable with its extras. Quick when
 # everything is already there, so `make test` can run it every time.
 #
-#   scripts/bootstrap.sh                 # extras postgres,mysql,test
-#   EXTRAS=postgres,mysql,test,bench scripts/bootstrap.sh
+#   scripts/bootstrap.sh                 # extras postgres,mysql,metrics,test
+#   EXTRAS=postgres,mysql,metrics,test,bench scripts/bootstrap.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VENV=${VENV:-.venv}
-EXTRAS=${EXTRAS:-postgres,mysql,test}
+EXTRAS=${EXTRAS:-postgres,mysql,metrics,test}
 
 scripts/system-packages.sh
 

@@ -37,16 +37,19 @@ def start_daemon(
         wait: bool = True,
         prelude: str = "",
         queues: tuple[str, ...] | list[str] = (),
+        options: tuple[str, ...] = (),
         **env: str,
     ) -> DaemonProcess:
         """``prelude``: Python run in the daemon before Django starts, to inject a fault;
-        ``queues``: the only queues it serves (``--queue``)."""
+        ``queues``: the only queues it serves (``--queue``); ``options``: more of
+        ``taskd run``'s arguments."""
         n = next(_counter)
         log_path = tmp_path / f"taskd-{n}.log"
         pidfile = tmp_path / f"taskd-{n}.pid"
         argv = ["taskd", "run", "--pidfile", str(pidfile), "--concurrency", str(concurrency)]
         for queue in queues:
             argv += ["--queue", queue]
+        argv += options
         command = [sys.executable, "-m", "django", *argv]
         if prelude:
             run = f"management.execute_from_command_line({['django', *argv]!r})"

@@ -116,6 +116,20 @@ DJANGOTASKS = {
 }
 DJANGOTASK_DAEMON_THREAD = os.environ.get("DJANGOTASKS_THREAD") == "1"
 
+# Mail. Tests read Django's locmem outbox; a daemon started with DJANGOTASKS_TEST_MAIL_DIR
+# mails its alerts to ADMINS as files in that directory (test_alerts.py).
+MAIL_DIR = os.environ.get("DJANGOTASKS_TEST_MAIL_DIR")
+MAIL_BACKEND = f"django.core.mail.backends.{'filebased' if MAIL_DIR else 'locmem'}.EmailBackend"
+MAIL_OPTIONS = {"file_path": MAIL_DIR} if MAIL_DIR else {}
+if django.VERSION >= (6, 1):  # MAILERS replaces EMAIL_BACKEND; sending without either warns
+    MAILERS = {"default": {"BACKEND": MAIL_BACKEND, "OPTIONS": MAIL_OPTIONS}}
+else:
+    EMAIL_BACKEND, EMAIL_FILE_PATH = MAIL_BACKEND, MAIL_DIR
+if MAIL_DIR:
+    # Django 6 takes addresses; 5.2 takes (name, address) pairs.
+    ADMINS = ["ops@example.com"] if django.VERSION >= (6, 0) else [("Ops", "ops@example.com")]
+    DJANGOTASKS |= {"ALERT_MAIL_ADMINS": True, "ALERT_INTERVAL": 0.2}
+
 # Django's tasks framework with the djangotasks backend (tests/backend_tasks.py): Django's own
 # on Django >= 6.0, the django-tasks backport on 5.2 where it is installed (make test-django52).
 HAVE_TASKS_FRAMEWORK = django.VERSION >= (6, 0) or find_spec("django_tasks") is not None

@@ -271,5 +271,6 @@ def test_daemon_log_says_why_a_task_ended(daemon):
     task = wait_status(Job.objects.create().exit_hard().run())
 
     assert task.status == Status.UNSUCCESSFUL
-    wait_until(lambda: f"task #{task.pk} " in daemon.log)
-    assert "Exited with status 3." in daemon.log
+    # The end's line (its start has one too), written just after the row.
+    wait_until(lambda: f"task #{task.pk} {task.name} unsuccessful" in daemon.log)
+    assert f"task #{task.pk} {task.name} unsuccessful: Exited with status 3." in daemon.log

@@ -210,7 +210,7 @@ def test_task_deleted_while_running_is_stopped_and_the_daemon_serves_on(start_da
     wait_until(lambda: not pid_alive(pid), timeout=30)
     assert daemon.popen.poll() is None, daemon.log
     assert_still_serving()
-    assert f"#{task.pk}" in daemon.log
+    assert f"task #{task.pk} was deleted while running; killing it" in daemon.log
 
 
 def test_object_deleted_while_scheduled_fails_the_task_clearly(start_daemon):

@@ -3,4 +3,9 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import path
 
-urlpatterns = [path("admin/", admin.site.urls)]
+from djangotasks.metrics import metrics_view
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("djangotasks/metrics", metrics_view, name="djangotasks-metrics"),
+]

@@ -81,6 +81,8 @@ DJANGOTASKS = {
     "SHUTDOWN_WAIT": 3.0,
     "CANCEL_GRACE": 2.0,
     "PIDFILE": str(VAR / "taskd.pid"),
+    # For a Prometheus scrape of /djangotasks/metrics; unset: logged-in staff only.
+    "METRICS_TOKEN": os.environ.get("DJANGOTASKS_METRICS_TOKEN") or None,
 }
 
 # Django's tasks framework runs in the same daemon (catalog/reports.py): Django's own on

@@ -10,38 +10,32 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import django
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Q
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import dateformat, timezone
 from django.utils.http import urlencode
 from django.utils.translation import gettext as _
 
-from djangotasks import scheduler
+from djangotasks import metrics, scheduler
 from djangotasks.admin import charts, panels, permissions, results
 from djangotasks.admin.pagination import AtLeast
 from djangotasks.models import Schedule, Task, Worker
 from djangotasks.models.targets import load_targets
+from djangotasks.models.worker import load_running, slots
 from djangotasks.registry import UnknownTask, registry
 from djangotasks.statuses import ACTIVE, FAILED, Status
 from djangotasks.templatetags.djangotasks_admin import duration
 
 if TYPE_CHECKING:
-    from typing import TypedDict
-
     from django.db.models import QuerySet
     from django.http import HttpRequest
-    from django_stubs_ext import WithAnnotations
 
     from djangotasks.admin.task_admin import TaskAdmin
     from djangotasks.models.task import TaskQuerySet
-
-    class RunningCount(TypedDict):
-        running: int
 
 
 # Counts stop here ("10000+"): an exact count of a million rows is not worth its cost.
@@ -125,16 +119,13 @@ def live_context(model_admin: TaskAdmin, request: HttpRequest) -> dict[str, Any]
     )
     load_targets(running)
     running = model_admin.access(request).shown(running)
-    # The stubs lose the annotation when a custom QuerySet is iterated: say what the rows are.
-    workers = cast(
-        "list[WithAnnotations[Worker, RunningCount]]",
-        list(
-            Worker.objects.filter(stopped_at__isnull=True)
-            .with_silence()
-            .annotate(running=Count("tasks", filter=Q(tasks__status__in=ACTIVE)))
-            .order_by("-last_seen")[:WORKER_LIMIT]
-        ),
+    workers = list(
+        Worker.objects.filter(stopped_at__isnull=True)
+        .with_silence()
+        .order_by("-last_seen")[:WORKER_LIMIT]
     )
+    load_running(workers)
+    load = slots(workers)
     return {
         "counts": counts,
         "running": [
@@ -144,8 +135,8 @@ def live_context(model_admin: TaskAdmin, request: HttpRequest) -> dict[str, Any]
         "queues": queue_depths(tasks, changelist),
         "queue_due": capped_count(tasks.claimable(now)),
         "workers": workers,
-        "capacity": sum(w.capacity for w in workers if w.is_alive),
-        "busy": sum(w.running for w in workers if w.is_alive),
+        "capacity": load.capacity,
+        "busy": load.busy,
         "changelist_url": changelist,
         "now": now,
         "live_url": panels.url(model_admin.admin_site, "dashboard_live"),
@@ -234,6 +225,8 @@ def page(model_admin: TaskAdmin, request: HttpRequest) -> TemplateResponse:
         "breadcrumbs_as_list": django.VERSION >= (6, 0),
         "opts": model_admin.opts,
         "media": model_admin.media,
+        # Whoever sees the dashboard holds view_task, which the metrics view asks for.
+        "metrics_url": metrics.url(),
         **live_context(model_admin, request),
         **charts_context(model_admin, request),
         **schedules_context(model_admin, request),

@@ -18,7 +18,7 @@ import sys
 import traceback
 from typing import TYPE_CHECKING, Any
 
-from djangotasks import conf
+from djangotasks import conf, tallies
 from djangotasks.current import current_task
 from djangotasks.daemon import django_task, linux
 from djangotasks.exceptions import TaskMemoryLimitExceeded
@@ -77,6 +77,7 @@ def prepare_forked(output_fd: int, task: Task, keep: list[Any], parent: int) -> 
     os.dup2(output_fd, 2)
     os.close(output_fd)
     os.environ[conf.TASK_ID_ENV] = str(task.pk)
+    tallies.unbuffer()  # the daemon's buffer: what this task changes is counted at once
     _inherited.extend(keep)
     for connection in connections.all(initialized_only=True):
         if connection.connection is not None:

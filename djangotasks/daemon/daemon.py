@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from django.db import close_old_connections, connections
 from django.utils import timezone
 
-from djangotasks import conf, dberrors, routing, scheduler
+from djangotasks import alerts, conf, dberrors, routing, scheduler, tallies
 from djangotasks.daemon import linux
 from djangotasks.daemon.channels import PollingChannel, Wakeup, WakeupChannel, open_channel
 from djangotasks.daemon.lease import Watchdog, lease_seconds
@@ -39,6 +39,7 @@ from djangotasks.daemon.queue import Queue
 from djangotasks.daemon.schedules import ScheduleTimer
 from djangotasks.daemon.supervision import Supervisor
 from djangotasks.exceptions import WorkerLost
+from djangotasks.logfields import fields, log_as
 from djangotasks.models import Worker, recovery, transitions
 from djangotasks.models.clock import DatabaseClock
 from djangotasks.statuses import Status
@@ -105,6 +106,7 @@ class Daemon(Queue):
         self.next_heartbeat = now
         self.next_maintenance = now
         self.next_flush = now
+        self.next_tally_flush = now
         self.next_due: float | None = None
         self.schedule_timer = ScheduleTimer()
         self.claim_paused_until = now
@@ -157,7 +159,8 @@ class Daemon(Queue):
             if dberrors.is_outage(exc):
                 self._database_failed(exc)
             else:
-                logger.exception("taskd: error in an event handler (%s)", callback.__name__)
+                logger.exception("taskd: error in an event handler (%s)", callback.__name__,
+                                 extra=fields("event_handler_error"))  # fmt: skip
 
     def _setup(self) -> None:
         if not self.thread_mode and threading.current_thread() is threading.main_thread():
@@ -169,6 +172,8 @@ class Daemon(Queue):
             # Forked before any task, so its only child is none of theirs; never in thread
             # mode (forking a threaded web process): there the loop alone keeps the lease.
             self.watchdog.start()
+        tallies.buffer()  # this thread's counts are written about once a second
+        alerts.buffer()  # bad ends are mailed together, at most once per ALERT_INTERVAL
         self._register()
         # Schedules written in code (@task(schedule=...)) as this start of the code has them.
         scheduler.sync_code_schedules()
@@ -178,6 +183,8 @@ class Daemon(Queue):
             self.worker, self.capacity, "fork" if self.use_fork else "fresh interpreters",
             self.alias, self.db.vendor,
             ", ".join(sorted(self.queues)) if self.queues else "all",
+            extra=fields("daemon_started", capacity=self.capacity, database=self.alias,
+                         queues=sorted(self.queues) if self.queues else None),
         )  # fmt: skip
 
     def _register(self) -> None:
@@ -193,6 +200,7 @@ class Daemon(Queue):
             mode="thread" if self.thread_mode else "daemon",
         )
         self.worker.refresh_from_db(fields=["beat"])
+        log_as(self.worker)  # every line this thread logs from now on names it
         self._renewed(sent_at)
         self.contact_since = sent_at
         if host_key:
@@ -236,6 +244,10 @@ class Daemon(Queue):
                     "taskd: stopping without recording the end of task(s) %s: the database "
                     "is unavailable; they will be recovered as lost",
                     ", ".join(f"#{proc.task.pk}" for proc in supervisor.finishing),
+                    extra=fields(
+                        "ends_not_recorded",
+                        task_ids=[proc.task.pk for proc in supervisor.finishing],
+                    ),
                 )
                 supervisor.finishing.clear()
         return not supervisor.finishing
@@ -247,6 +259,7 @@ class Daemon(Queue):
             logger.info(
                 "taskd: stopping; waiting up to %.0f s for %d running task(s)",
                 self.settings.SHUTDOWN_WAIT, len(self.supervisor.processes),
+                extra=fields("daemon_stopping"),
             )  # fmt: skip
 
     def _on_signal(self, signum: int, frame: Any) -> None:
@@ -260,17 +273,21 @@ class Daemon(Queue):
         if not self.outage.down:
             try:
                 self.logs.flush()
+                tallies.flush()
                 if self.worker is not None:
                     Worker.objects.filter(pk=self.worker.pk).update(stopped_at=timezone.now())
             except Exception as exc:
-                logger.error("taskd: could not store the last output and stop time: %s", exc)
+                logger.error("taskd: could not store the last output and stop time: %s", exc,
+                             extra=fields("stop_not_recorded"))  # fmt: skip
+        alerts.close()  # what is pending is mailed now, not lost with the process
         self.channel.close()
         self.selector.close()
         if not self.thread_mode and threading.current_thread() is threading.main_thread():
             signal.set_wakeup_fd(-1)  # a late signal must not write to a closed pipe
         os.close(self.wakeup_r)
         os.close(self.wakeup_w)
-        logger.info("taskd %s stopped", self.worker)
+        logger.info("taskd %s stopped", self.worker, extra=fields("daemon_stopped"))
+        log_as(None)  # the thread (a test's) may log on: no longer as this worker
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -320,6 +337,8 @@ class Daemon(Queue):
                 deadlines.append(now)
             if self.logs.has_pending():
                 deadlines.append(self.next_flush)
+            if tallies.has_pending():
+                deadlines.append(self.next_tally_flush)
             if (progress_due := supervisor.progress_due()) is not None:
                 deadlines.append(progress_due)
             if not self.stopping:
@@ -330,6 +349,8 @@ class Daemon(Queue):
             deadlines.append(self.next_cancel_check)
         if self.next_due is not None:
             deadlines.append(self.next_due)
+        if (alerts_due := alerts.due_at()) is not None:
+            deadlines.append(alerts_due)  # mailing needs no database: during an outage too
         for proc in supervisor.processes.values():
             if proc.kill_deadline is not None:
                 deadlines.append(proc.kill_deadline)
@@ -349,6 +370,7 @@ class Daemon(Queue):
         if self.next_due is not None and now >= self.next_due:
             self.next_due = None
             self.look_needed = True
+        alerts.send_due(now)
         if not self.outage.may_try(now):
             return
         try:
@@ -357,7 +379,11 @@ class Daemon(Queue):
             self._database_failed(exc)
         else:
             if (lasted := self.outage.ended(time.monotonic())) is not None:
-                logger.warning("taskd: database reachable again after %.0f s", lasted)
+                tallies.outage_seen()
+                logger.warning(
+                    "taskd: database reachable again after %.0f s", lasted,
+                    extra=fields("database_available", outage_seconds=round(lasted)),
+                )  # fmt: skip
 
     def _database_work(self, now: float) -> None:
         # Not while the database is out: reopening the channel's connection could hang on
@@ -377,6 +403,9 @@ class Daemon(Queue):
         self.supervisor.save_progress(now)
         self._save_pids()
         self._record_ends()
+        if tallies.has_pending() and now >= self.next_tally_flush:
+            tallies.flush()
+            self.next_tally_flush = now + tallies.FLUSH_INTERVAL
         if now >= self.schedule_timer.due_at and not self.stopping:
             if self.schedule_timer.fire(now, channel=self.channel.reports_changes):
                 self.look_needed = True
@@ -413,9 +442,11 @@ class Daemon(Queue):
         """Back off: the database is out, or the daemon's own work failed unexpectedly."""
         if self.outage.failed(time.monotonic()):
             if dberrors.is_outage(exc):
-                logger.warning("taskd: database unavailable (%s); retrying with backoff", exc)
+                logger.warning("taskd: database unavailable (%s); retrying with backoff", exc,
+                               extra=fields("database_unavailable"))  # fmt: skip
             else:
-                logger.error("taskd: unexpected error; retrying with backoff", exc_info=exc)
+                logger.error("taskd: unexpected error; retrying with backoff", exc_info=exc,
+                             extra=fields("daemon_error"))  # fmt: skip
         with contextlib.suppress(Exception):
             self.db.close()
         self.channel.reset()
@@ -436,7 +467,7 @@ class Daemon(Queue):
             # Another daemon declared us lost and ended our tasks: their processes must not
             # run on unsupervised (a retry may already run elsewhere). Fence ourselves.
             logger.error("taskd %s was declared lost; killing its tasks and re-registering",
-                         self.worker)  # fmt: skip
+                         self.worker, extra=fields("worker_declared_lost"))  # fmt: skip
             self.supervisor.kill_all("Worker lost.", Status.UNSUCCESSFUL, error=WorkerLost)
             self._register()
             return
@@ -454,7 +485,8 @@ class Daemon(Queue):
         self.last_beat_sent = sent_at
         self.lease_end = sent_at + self.lease
         if self.lease_lost:
-            logger.info("taskd %s: heartbeat recorded again; taking work again", self.worker)
+            logger.info("taskd %s: heartbeat recorded again; taking work again", self.worker,
+                        extra=fields("lease_renewed"))  # fmt: skip
         self.lease_lost = False
         self._update_watchdog()
 
@@ -471,6 +503,7 @@ class Daemon(Queue):
             "taskd %s: no heartbeat recorded for %.0f s (lease %.0f s); stopping %d task(s) "
             "so that no other daemon runs them a second time",
             self.worker, silent, self.lease, len(running),
+            extra=fields("lease_lost", task_ids=[proc.task.pk for proc in running]),
         )  # fmt: skip
         reason = (
             f"Worker lost: {self.worker} could not record a heartbeat for {silent:.0f} s and "
@@ -486,12 +519,13 @@ class Daemon(Queue):
         """The watchdog died (killed by someone): start another at once."""
         self.watchdog.exited()
         logger.warning("taskd: the lease watchdog ended (%s); starting another",
-                       describe_exit(status)[1] or "exit 0")  # fmt: skip
+                       describe_exit(status)[1] or "exit 0",
+                       extra=fields("watchdog_exited"))  # fmt: skip
         try:
             self.watchdog.start()
         except OSError as exc:  # fork refused (a pid limit, no memory)
             logger.error("taskd: could not start a lease watchdog (%s); the loop alone keeps "
-                         "the lease", exc)  # fmt: skip
+                         "the lease", exc, extra=fields("watchdog_not_started"))  # fmt: skip
             return
         self._update_watchdog()
 

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from djangotasks import dberrors, routing
+from djangotasks.logfields import fields
 from djangotasks.models import Task, TaskLogChunk
 from djangotasks.untrusted import NUL, REPLACEMENT, clean_text
 
@@ -200,7 +201,8 @@ class LogWriter:
             return
         error, _notes = clean_text(f"{type(exc).__name__}: {exc}", 300, "the error")
         logger.error("taskd: the database refused %d characters of task #%s's output: %s",
-                     lost, task_id, error)  # fmt: skip
+                     lost, task_id, error,
+                     extra=fields("task_output_refused", task_id=task_id))  # fmt: skip
         # Written at once, where the refused output would have been, on a line of its own.
         before = "" if log.stored_ends_line else "\n"
         note = (

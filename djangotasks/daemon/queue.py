@@ -15,6 +15,7 @@ from django.utils import timezone
 from djangotasks import dberrors
 from djangotasks.daemon.channels import WakeupChannel
 from djangotasks.daemon.supervision import DELETED, Supervisor
+from djangotasks.logfields import fields, log_finished
 from djangotasks.models import Task, Worker, claiming, recovery, transitions
 from djangotasks.models.targets import load_targets
 from djangotasks.statuses import ACTIVE, Status
@@ -108,14 +109,17 @@ class Queue:
         self.claim_paused_until = time.monotonic() + delay
         if attempt >= START_ATTEMPTS:
             self.start_failures.pop(task.pk, None)
-            logger.error("taskd: could not start task #%s: %s; giving up", task.pk, exc)
+            logger.error("taskd: could not start task #%s: %s; giving up", task.pk, exc,
+                         extra=fields("task_start_failed", task, attempt=attempt))  # fmt: skip
             reason = f"Could not start the task process: {exc}"
-            transitions.finish(task, self.worker, Status.UNSUCCESSFUL, reason)
+            if transitions.finish(task, self.worker, Status.UNSUCCESSFUL, reason):
+                log_finished(task)
             return
         self.start_failures[task.pk] = attempt
         logger.warning(
             "taskd: could not start task #%s: %s; it is scheduled again in %.0f s",
             task.pk, exc, delay,
+            extra=fields("task_start_failed", task, attempt=attempt, retry_in=delay),
         )  # fmt: skip
         recovery.unclaim(task, self.worker, delay)
 
@@ -132,7 +136,8 @@ class Queue:
             if dberrors.is_outage(exc):
                 raise
             # Only shown in the admin; not worth blocking everything else for.
-            logger.error("taskd: could not record the pids of tasks %s: %s", list(running), exc)
+            logger.error("taskd: could not record the pids of tasks %s: %s", list(running), exc,
+                         extra=fields("pids_not_recorded", task_ids=list(running)))  # fmt: skip
         self.unsaved_pids.clear()
 
     def _schedule_next_due(self) -> None:
@@ -161,11 +166,13 @@ class Queue:
                 proc.task.status = Status.REQUESTED_CANCEL
                 self.supervisor.kill(proc, "Cancelled.", Status.CANCELLED)
             elif status is None:
-                logger.warning("taskd: task #%s was deleted while running; killing it", pk)
+                logger.warning("taskd: task #%s was deleted while running; killing it", pk,
+                               extra=fields("task_deleted", proc.task))  # fmt: skip
                 self.supervisor.kill(proc, "", DELETED, grace=0)
             elif status != Status.RUNNING:
                 # Another daemon recovered it (we were cut off): it must not run twice.
-                logger.warning("taskd: task #%s became %s elsewhere; killing it", pk, status)
+                logger.warning("taskd: task #%s became %s elsewhere; killing it", pk, status,
+                               extra=fields("task_taken_elsewhere", proc.task))  # fmt: skip
                 self.supervisor.kill(proc, "", DELETED, grace=0)
 
     def _end_phantoms(self) -> None:
@@ -182,17 +189,20 @@ class Queue:
             try:
                 if task.pid is None and recovery.unclaim(task, self.worker):
                     logger.warning("taskd: task #%s was claimed but never started; now %s",
-                                   task.pk, task.status)  # fmt: skip
+                                   task.pk, task.status,
+                                   extra=fields("task_unclaimed", task))  # fmt: skip
                     continue
                 reason = f"Worker lost: {self.worker} has no process for this task."
                 recovery.end_lost(task, reason, self.worker)
             except Exception as exc:
                 if dberrors.is_outage(exc):
                     raise
-                logger.error("taskd: could not end task #%s", task.pk, exc_info=exc)
+                logger.error("taskd: could not end task #%s", task.pk, exc_info=exc,
+                             extra=fields("task_end_failed", task))  # fmt: skip
 
 
 def _preload_failed(group: list[Task], exc: Exception) -> None:
     if dberrors.is_outage(exc):
         raise exc
-    logger.warning("taskd: could not preload the objects of %s: %s", group[0].name, exc)
+    logger.warning("taskd: could not preload the objects of %s: %s", group[0].name, exc,
+                   extra=fields("preload_failed", task_name=group[0].name))  # fmt: skip

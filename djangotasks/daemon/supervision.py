@@ -29,6 +29,7 @@ from djangotasks.daemon import process as processes
 from djangotasks.daemon.messages import MAX_READS_AT_EXIT, TaskMessages
 from djangotasks.daemon.process import TaskProcess
 from djangotasks.exceptions import TaskCancelled, TaskCrashed, TaskFailed, TaskTimedOut
+from djangotasks.logfields import fields, log_finished
 from djangotasks.models import Task, transitions
 from djangotasks.models.transitions import error_record
 from djangotasks.statuses import Status
@@ -87,6 +88,8 @@ class Supervisor(TaskMessages):
             raise
         self.processes[proc.pid] = proc
         task.pid = proc.pid  # stored for all tasks of a claim at once, by the queue
+        logger.info("task #%s %s started (pid %s)", task.pk, task.name, proc.pid,
+                    extra=fields("task_started", task, task_pid=proc.pid))  # fmt: skip
         # From here on the process is ours: whatever fails is contained to this task.
         self.contained(proc, self._watch, proc)
         return proc
@@ -123,7 +126,7 @@ class Supervisor(TaskMessages):
     def _internal_error(self, proc: TaskProcess, exc: BaseException) -> None:
         task = proc.task
         logger.error("taskd: internal error while handling task #%s; stopping it", task.pk,
-                     exc_info=exc)  # fmt: skip
+                     exc_info=exc, extra=fields("task_internal_error", task))  # fmt: skip
         summary, _ = clean_text(f"{type(exc).__name__}: {exc}", 500, "the error")
         trace, _ = clean_text("".join(traceback.format_exception(exc)), 20000, "the traceback")
         self.logs.note(task.pk, f"internal error in the daemon; the task was stopped.\n{trace}")
@@ -219,7 +222,8 @@ class Supervisor(TaskMessages):
         if proc.kill_status == DELETED or task.pk in self.logs.orphaned:
             self.logs.discard(task.pk)
             self.logs.orphaned.discard(task.pk)
-            logger.info("task #%s %s: its row is gone; nothing recorded", task.pk, task.name)
+            logger.info("task #%s %s: its row is gone; nothing recorded", task.pk, task.name,
+                        extra=fields("task_row_gone", task))  # fmt: skip
             return
         self._save_progress(proc, time.monotonic(), force=True)
         if proc.log_size is None:  # a retry after a database error must not close twice
@@ -231,26 +235,35 @@ class Supervisor(TaskMessages):
                 _send(signals.task_completed, "task_completed", task)
             if task.is_django_task:
                 results().send_finished(task)
-        else:
-            logger.warning("taskd: task #%s was no longer ours when it ended", task.pk)
-        logger.info("task #%s %s %s%s", task.pk, task.name, status, f": {reason}" if reason else "")
+            log_finished(task)
+            return
+        # Not "task_finished": whoever took the row over ended it (and logged that end).
+        logger.warning("taskd: task #%s was no longer ours when it ended", task.pk,
+                       extra=fields("task_not_ours", task))  # fmt: skip
+        logger.info("task #%s %s %s%s", task.pk, task.name, status, f": {reason}" if reason else "",
+                    extra=fields("task_exited", task))  # fmt: skip
 
     def finish_despite(self, proc: TaskProcess, worker: Worker, exc: Exception) -> None:
         """Backstop for ``finish``: record the end with a plain reason, or leave it to recovery."""
         task = proc.task
-        logger.error("taskd: could not record the end of task #%s", task.pk, exc_info=exc)
+        logger.error("taskd: could not record the end of task #%s", task.pk, exc_info=exc,
+                     extra=fields("task_end_not_recorded", task))  # fmt: skip
         self.logs.discard(task.pk)
         reason = (
             f"The daemon could not record how this task ended ({type(exc).__name__}); "
             "see the daemon's log."
         )
         try:
-            transitions.finish(task, worker, Status.UNSUCCESSFUL, reason)
+            recorded = transitions.finish(task, worker, Status.UNSUCCESSFUL, reason)
         except Exception as again:
             if dberrors.is_outage(again):
                 raise
             # Left running on this worker: the phantom check ends it with a fixed reason.
-            logger.error("taskd: task #%s stays running for recovery: %s", task.pk, again)
+            logger.error("taskd: task #%s stays running for recovery: %s", task.pk, again,
+                         extra=fields("task_left_for_recovery", task))  # fmt: skip
+            return
+        if recorded:
+            log_finished(task)
 
     def kill(
         self,
@@ -329,4 +342,5 @@ def _send(signal: Any, name: str, task: Task) -> None:
     for receiver, result in signal.send_robust(Task, task=task, object=task.target):
         if isinstance(result, Exception):
             logger.error("%s receiver %r failed for task #%s", name, receiver, task.pk,
-                         exc_info=result)  # fmt: skip
+                         exc_info=result,
+                         extra=fields("receiver_failed", task, signal=name))  # fmt: skip

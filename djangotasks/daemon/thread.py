@@ -14,6 +14,7 @@ import threading
 from typing import Any
 
 from djangotasks import conf
+from djangotasks.logfields import fields
 
 logger = logging.getLogger("djangotasks")
 _lock = threading.Lock()
@@ -48,7 +49,8 @@ def _run() -> None:
     try:
         _daemon.run()
     except Exception:
-        logger.exception("djangotasks daemon thread crashed")
+        logger.exception("djangotasks daemon thread crashed",
+                         extra=fields("daemon_crashed", worker=_daemon.worker))  # fmt: skip
     finally:
         connections.close_all()  # this thread's connections, whichever alias they are on
 

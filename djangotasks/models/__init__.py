@@ -3,6 +3,7 @@ from __future__ import annotations
 from djangotasks.models.dashboard import Dashboard
 from djangotasks.models.log import TaskLogChunk
 from djangotasks.models.schedule import Schedule, ScheduleTick
+from djangotasks.models.tally import Tally
 from djangotasks.models.task import Progress, Task, TaskQuerySet
 from djangotasks.models.worker import Worker
 
@@ -11,6 +12,7 @@ __all__ = [
     "Progress",
     "Schedule",
     "ScheduleTick",
+    "Tally",
     "Task",
     "TaskLogChunk",
     "TaskQuerySet",

@@ -13,6 +13,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from djangotasks import exceptions, routing
+from djangotasks.logfields import log_finished
 from djangotasks.models.task import Task
 from djangotasks.models.transitions import (
     _after_failure,
@@ -49,6 +50,8 @@ def end_lost(task: Task, reason: str, worker: Worker | None = None) -> bool:
             setattr(task, name, value)
         _announce(task, old, new)
         _after_failure(task, new)
+    # Logged by the daemon that found it lost: ``worker`` is the one that ran it, if known.
+    log_finished(task, lost_worker=None if worker is None else str(worker))
     if task.is_django_task:
         from djangotasks import results  # Django >= 6 only: such rows exist only there
 
@@ -70,6 +73,7 @@ def unclaim(task: Task, worker: Worker, delay: float = 0.0) -> bool:
             if not _cas_owned(task, worker, Status.REQUESTED_CANCEL, Status.CANCELLED, **fields):
                 return False
             fail_dependents([task])
+        log_finished(task)
         return True
     return _cas_owned(
         task, worker, Status.RUNNING, Status.SCHEDULED,

@@ -16,8 +16,9 @@ from typing import Any
 from django.db import models
 from django.utils import timezone
 
-from djangotasks import notify, routing, signals
+from djangotasks import notify, routing, signals, tallies
 from djangotasks.exceptions import DependencyFailed, InvalidTransition
+from djangotasks.logfields import fields
 from djangotasks.models.task import Task
 from djangotasks.models.worker import Worker
 from djangotasks.statuses import FAILED, FINISHED, Status
@@ -36,6 +37,8 @@ def error_record(cls: type[BaseException], text: str) -> dict[str, str]:
 
 
 def _announce(task: Task, old: str, new: str) -> None:
+    tallies.observe(task, old, new)  # counted with the change (in its transaction, if any)
+
     # Listeners must never see a change that a rollback undid, so send after commit. A
     # receiver that raises is the project's bug, not a reason to fail what was committed
     # (in the daemon: a claim would be left without its processes, again and again).
@@ -46,7 +49,9 @@ def _announce(task: Task, old: str, new: str) -> None:
         for receiver, result in responses:
             if isinstance(result, Exception):
                 logger.error("task_status_changed receiver %r failed for task #%s", receiver,
-                             task.pk, exc_info=result)  # fmt: skip
+                             task.pk, exc_info=result,
+                             extra=fields("receiver_failed", task,
+                                          signal="task_status_changed"))  # fmt: skip
 
     if signals.task_status_changed.has_listeners():
         routing.on_commit(send)
@@ -235,6 +240,7 @@ def _retry(task: Task) -> bool:
     logger.info(
         "task #%s (%s) failed; attempt %s of %s scheduled as task #%s in %.0f s",
         task.pk, task.name, retry.attempt, definition.retries + 1, retry.pk, delay,
+        extra=fields("task_retry_scheduled", task, retry_task_id=retry.pk, attempt=retry.attempt),
     )  # fmt: skip
     return True
 

@@ -8,15 +8,18 @@ are written and judged by the database's clock (see clock.py).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import timedelta
+from typing import NamedTuple
 
 from django.db import models
-from django.db.models import F
+from django.db.models import Count, F
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from djangotasks import conf
 from djangotasks.models.clock import DatabaseClock
+from djangotasks.statuses import ACTIVE
 
 
 def _timeout_ms() -> int:
@@ -53,6 +56,8 @@ class Worker(models.Model):
     mode = models.CharField(_("mode"), max_length=20, default="daemon")
 
     objects = WorkerQuerySet.as_manager()
+    # Not a column: how many tasks the daemon runs now, set by load_running().
+    running: int
 
     class Meta:
         verbose_name = _("worker")
@@ -78,3 +83,40 @@ class Worker(models.Model):
     def is_alive(self) -> bool:
         timeout = timedelta(seconds=conf.get().WORKER_TIMEOUT)
         return self.stopped_at is None and self.silence <= timeout
+
+
+class Slots(NamedTuple):
+    """What the daemons alive can take on: how many they are, their slots, the busy ones."""
+
+    daemons: int
+    capacity: int
+    busy: int
+
+    @property
+    def free(self) -> int:
+        # A task being cancelled still holds its slot, so busy never exceeds capacity for
+        # long; during a shutdown or a lowered --concurrency it may.
+        return max(0, self.capacity - self.busy)
+
+
+def load_running(workers: list[Worker]) -> None:
+    """Set ``running`` on each of ``workers``: the tasks it runs (or cancels) now.
+
+    One query on the status index, bounded by the tasks in flight. Not a count joined from
+    the workers to the tasks, nor one filtered by worker: the planner may then read every
+    task a long-lived daemon ever ran (SQLite prefers the worker index).
+    """
+    from djangotasks.models.task import Task
+
+    counts: dict[int, int] = {}
+    if workers:
+        rows = Task.objects.filter(status__in=ACTIVE).order_by().values_list("worker")
+        counts = dict(rows.annotate(n=Count("*")))
+    for worker in workers:
+        worker.running = counts.get(worker.pk, 0)
+
+
+def slots(workers: Iterable[Worker]) -> Slots:
+    """The slots of the daemons alive among ``workers`` (after ``load_running``)."""
+    alive = [w for w in workers if w.is_alive]
+    return Slots(len(alive), sum(w.capacity for w in alive), sum(w.running for w in alive))

@@ -21,6 +21,7 @@ from djangotasks.daemon.channels.base import (
     Wakeup,
     WakeupChannel,
 )
+from djangotasks.logfields import fields
 
 __all__ = [
     "SAFETY_POLL_INTERVAL",
@@ -76,7 +77,9 @@ def open_channel(
         channel = MariaDBChannel(alias, selector, poll_interval)
     else:
         channel = PollingChannel(selector, poll_interval)
-        logger.info("taskd: %s cannot wake the daemon: %s", connection.display_name, channel)
+        logger.info("taskd: %s cannot wake the daemon: %s", connection.display_name, channel,
+                    extra=fields("wakeup_channel", channel=str(channel)))  # fmt: skip
         return channel
-    logger.info("taskd: woken by %s", channel)
+    logger.info("taskd: woken by %s", channel,
+                extra=fields("wakeup_channel", channel=str(channel)))  # fmt: skip
     return channel

@@ -11,6 +11,8 @@ import time
 from abc import ABC, abstractmethod
 from typing import Any
 
+from djangotasks.logfields import fields
+
 logger = logging.getLogger("djangotasks")
 
 # How often the queue is polled while a channel reports changes: only a safety net (a lost
@@ -188,13 +190,15 @@ class ConnectionChannel(WakeupChannel):
         except Exception as exc:  # the driver's own errors, not Django's wrappers
             if not self._failed:
                 logger.warning("taskd: cannot open a connection for %s (%s); polling meanwhile",
-                               self.what, exc)  # fmt: skip
+                               self.what, exc,
+                               extra=fields("wakeup_unavailable", channel=self.what))  # fmt: skip
             self._failed = True
             self._retry_at = now + self._backoff
             self._backoff = min(self._backoff * 2, RECONNECT_MAX)
             return
         if self._failed:
-            logger.info("taskd: %s work again", self.what)
+            logger.info("taskd: %s work again", self.what,
+                        extra=fields("wakeup_available", channel=self.what))  # fmt: skip
         self._failed = False
         self._backoff = RECONNECT_MIN
         self._conn = conn
@@ -208,7 +212,7 @@ class ConnectionChannel(WakeupChannel):
 
     def _lost(self, reason: object) -> None:
         logger.warning("taskd: the connection for %s was lost (%s); reconnecting", self.what,
-                       reason)  # fmt: skip
+                       reason, extra=fields("wakeup_lost", channel=self.what))  # fmt: skip
         self._failed = True
         self._drop()
         now = time.monotonic()

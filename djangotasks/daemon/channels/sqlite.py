@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from django.db import connections
 
 from djangotasks.daemon.channels.base import Wakeup, WakeupChannel
+from djangotasks.logfields import fields
 
 if TYPE_CHECKING:
     from djangotasks.daemon.linux import FileWrites
@@ -67,7 +68,8 @@ class SQLiteChannel(WakeupChannel):
         try:
             self._writes = FileWrites(directory, {name, name + "-wal"})
         except OSError as exc:  # not Linux, or out of inotify instances/watches
-            logger.info("taskd: no inotify for %s (%s); watching it by polling", path, exc)
+            logger.info("taskd: no inotify for %s (%s); watching it by polling", path, exc,
+                        extra=fields("inotify_unavailable"))  # fmt: skip
         else:
             self._watch(self._writes.fileno())
 
