@@ -35,6 +35,7 @@ from django.core.mail import mail_admins
 from django.urls import reverse
 
 from djangotasks import conf, signals
+from djangotasks.logfields import fields
 from djangotasks.outcomes import BAD, FAILED, LOST, TIMED_OUT, outcome
 from djangotasks.statuses import FINISHED
 from djangotasks.untrusted import storable_text
@@ -88,7 +89,8 @@ def buffer() -> None:
     # them in a bulk run) schedules no after-commit signal at all.
     signals.task_status_changed.connect(record, dispatch_uid="djangotasks.alerts")
     if conf.get().ALERT_MAIL_ADMINS and not settings.ADMINS:
-        logger.warning("taskd: ALERT_MAIL_ADMINS is on but ADMINS is empty: no alert is mailed")
+        logger.warning("taskd: ALERT_MAIL_ADMINS is on but ADMINS is empty: no alert is mailed",
+                       extra=fields("alert_unaddressed"))  # fmt: skip
 
 
 def enabled() -> bool:
@@ -231,8 +233,9 @@ def _send(batch: Batch) -> None:
     except Exception:
         # Dropped, not kept for the next window: a mail server that is down would otherwise
         # get an ever longer mail, and every one of these tasks is in the admin anyway.
-        logger.exception("taskd: could not mail ADMINS the alert about %d task(s)",
-                         sum(batch.counts.values()))  # fmt: skip
+        tasks = sum(batch.counts.values())
+        logger.exception("taskd: could not mail ADMINS the alert about %d task(s)", tasks,
+                         extra=fields("alert_not_sent", tasks=tasks))  # fmt: skip
 
 
 @contextlib.contextmanager

@@ -108,6 +108,7 @@ class ProcessBackend(BaseTaskBackend):
         if len(task.queue_name) > MAX_QUEUE_NAME:
             raise InvalidTask(f"Queue names are at most {MAX_QUEUE_NAME} characters.")
 
+    @routing.deadlock_retried
     def enqueue(self, task: AnyTask, args: Any, kwargs: Any) -> AnyResult:
         self.validate_task(task)
         row = self._row(task, args, kwargs)
@@ -121,6 +122,7 @@ class ProcessBackend(BaseTaskBackend):
         task_enqueued.send(type(self), task_result=result)
         return result
 
+    @routing.deadlock_retried
     def enqueue_many(self, calls: list[tuple[AnyTask, Any, Any]]) -> list[AnyResult]:
         """Enqueue many ``(task, args, kwargs)`` in one transaction, a bulk INSERT per
         ``CHUNK`` rows ("Run again" on many results)."""

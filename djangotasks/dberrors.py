@@ -47,6 +47,25 @@ POSTGRES_OUTAGE_STATES = frozenset(
 SQLITE_OUTAGE_CODES = frozenset({5, 6, 10, 13, 14, 15})
 
 
+# Errors that mean "this transaction lost a lock race and the database rolled it back":
+# running it again is what the database asks for. MariaDB picks a victim when two INSERTs
+# of the same unique key wait on a third transaction's row, which concurrent run() and
+# run_for() calls do; PostgreSQL when two transactions lock rows in opposite orders.
+MYSQL_VICTIM_CODES = frozenset({1213})  # ER_LOCK_DEADLOCK
+POSTGRES_VICTIM_STATES = frozenset({"40001", "40P01"})  # serialization_failure, deadlock
+
+
+def is_deadlock(exc: BaseException) -> bool:
+    """True when the database rolled back ``exc``'s transaction to break a deadlock."""
+    if not isinstance(exc, OperationalError):
+        return False
+    cause = exc.__cause__ if exc.__cause__ is not None else exc
+    if hasattr(cause, "sqlstate"):  # psycopg
+        return cause.sqlstate in POSTGRES_VICTIM_STATES
+    code = cause.args[0] if cause.args else None
+    return isinstance(code, int) and code in MYSQL_VICTIM_CODES  # sqlite3's args are text
+
+
 def is_outage(exc: BaseException) -> bool:
     """True when ``exc`` means the database is unreachable or busy, not that a write is bad."""
     if isinstance(exc, InterfaceError):

@@ -223,6 +223,7 @@ class TaskMethod:
     def definition_for(self, model: type[Model]) -> TaskDefinition:
         return registry.get(f"{model._meta.label}.{self.attname}")
 
+    @routing.deadlock_retried
     def run_for(self, objects: Iterable[Model]) -> list[Task]:
         """Run this task on each of ``objects`` in one transaction, with a bounded number of
         statements: ``Article.import_rows.run_for(queryset)``.

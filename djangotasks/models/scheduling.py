@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from django.db import IntegrityError
+from django.db import DatabaseError, IntegrityError
 from django.utils import timezone
 
 from djangotasks import notify, routing
@@ -38,6 +38,7 @@ CHUNK = 500
 Scheduled = tuple[Task, bool]
 
 
+@routing.deadlock_retried
 def schedule(definition: TaskDefinition, target: Model | None, known: Task | None = None) -> Task:
     """Schedule ``definition`` on ``target`` after its dependencies; return the live Task.
 
@@ -57,6 +58,7 @@ def schedule(definition: TaskDefinition, target: Model | None, known: Task | Non
     return task
 
 
+@routing.deadlock_retried
 def schedule_many(definition: TaskDefinition, targets: Iterable[Model | None]) -> list[Scheduled]:
     """Schedule ``definition`` on each of ``targets`` in one transaction.
 
@@ -76,6 +78,7 @@ def announce_scheduled(task: Task) -> None:
     _announce(task, Status.DEFINED, Status.SCHEDULED)
 
 
+@routing.deadlock_retried
 def run_again(tasks: Sequence[Task]) -> list[Task]:
     """Run each of ``tasks`` again, as ``task.run()`` does, in one transaction: grouped by
     task, with one query per model for their objects. Returns the live tasks, in order.
@@ -162,9 +165,11 @@ def _create_or_get_live(
         )
         try:
             _insert(task, dependencies)
-        except IntegrityError:
-            if task is known:
+        except DatabaseError as exc:
+            if task is known:  # the caller's object, as it was
                 task.status, task.live_key, task.pk = Status.DEFINED, None, None
+            if not isinstance(exc, IntegrityError):
+                raise
             continue  # a concurrent run() created the live row first: return that one
         task.set_target(target)
         announce_scheduled(task)

@@ -127,9 +127,21 @@ def archive(task: Task) -> bool:
 # -- cancelling --------------------------------------------------------------------------
 
 
+@routing.deadlock_retried
 def cancel(task: Task) -> None:
     if task.pk is None:
         raise InvalidTransition(f"{task.label} has never been run; there is nothing to cancel.")
+    # What a compare-and-set changes in memory, put back if its transaction is then lost (a
+    # deadlock in fail_dependents): a second attempt starts from what the row still holds.
+    before = (task.status, task.end_date, task.reason)
+    try:
+        _cancel(task)
+    except BaseException:
+        task.status, task.end_date, task.reason = before
+        raise
+
+
+def _cancel(task: Task) -> None:
     for _round in range(MAX_CAS_ROUNDS):
         if task.status not in Status.values:
             raise InvalidTransition(
