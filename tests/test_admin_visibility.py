@@ -141,7 +141,7 @@ def test_task_list_has_only_the_tasks_of_objects_the_user_may_see(world, admin_c
 
 def test_pages_and_fragments_of_hidden_tasks_give_nothing(world):
     for task in world.hidden():
-        for name in ("change", "log_text", "log", "head"):
+        for name in ("change", "log_text", "log", "head", "history", "delete"):
             response = world.alice.get(url(name, task.pk))
             # Hidden by the queryset: not found (the task page redirects, as Django does for
             # a missing object); by has_view_permission: refused.
@@ -151,6 +151,11 @@ def test_pages_and_fragments_of_hidden_tasks_give_nothing(world):
         obj = world.objects[key]
         panel = url("panel", content_types().get_for_model(obj).pk, obj.pk)
         assert world.alice.get(panel).status_code in (403, 404)
+        # Deleting one by its own page (Alice may delete tasks she sees) is refused too.
+        failed = world.failed[key]
+        response = world.alice.post(url("delete", failed.pk), {"post": "yes"})
+        assert response.status_code in (302, 403, 404)
+        assert Task.objects.filter(pk=failed.pk).exists(), key
 
 
 def test_pages_and_fragments_of_visible_tasks_give_everything(world):

@@ -124,9 +124,16 @@ class TaskAdmin(TaskViewsMixin, results.ResultFieldsMixin, _TaskModelAdmin):
     def has_change_permission(self, request: HttpRequest, obj: Task | None = None) -> bool:
         return False
 
+    def has_view_permission(self, request: HttpRequest, obj: Task | None = None) -> bool:
+        # One task (its page, history, delete page): its object must be visible as well,
+        # which get_queryset cannot always say (a per-object rule with many objects).
+        if obj is not None and not self.access(request).shows(obj):
+            return False
+        return super().has_view_permission(request, obj)
+
     def has_delete_permission(self, request: HttpRequest, obj: Task | None = None) -> bool:
         # A running task is cancelled first: deleting its row would orphan its process.
-        if obj is not None and obj.status in ACTIVE:
+        if obj is not None and (obj.status in ACTIVE or not self.access(request).shows(obj)):
             return False
         return super().has_delete_permission(request, obj)
 
