@@ -5,16 +5,20 @@
 #
 #   scripts/bootstrap.sh                 # extras postgres,mysql,metrics,test
 #   EXTRAS=postgres,mysql,metrics,test,bench scripts/bootstrap.sh
+#   VENV=.venv-django60 PYTHON_VERSION=3.12 scripts/bootstrap.sh   # that Python's minor
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VENV=${VENV:-.venv}
 EXTRAS=${EXTRAS:-postgres,mysql,metrics,test}
+PYTHON_VERSION=${PYTHON_VERSION:-}
 
 scripts/system-packages.sh
 
-if ! "$VENV/bin/python" -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1; then
-    python=$(scripts/find-python.sh)
+wanted="sys.version_info < (3, 12)"
+[[ -n "$PYTHON_VERSION" ]] && wanted="'%d.%d' % sys.version_info[:2] != '$PYTHON_VERSION'"
+if ! "$VENV/bin/python" -c "import sys; sys.exit($wanted)" >/dev/null 2>&1; then
+    python=$(scripts/find-python.sh $PYTHON_VERSION)
     echo "bootstrap: creating $VENV with $python ($("$python" --version 2>&1))"
     rm -rf "$VENV"
     "$python" -m venv "$VENV"

@@ -40,6 +40,10 @@ from djangotasks.tasks_framework import (
 from tests import backend_tasks as tasks
 from tests.helpers import wait_until
 
+per_task_options = pytest.mark.skipif(
+    not tasks.PER_TASK_OPTIONS, reason="@task(timeout=..., retries=...): Django >= 6.1"
+)
+
 FINISHED = {TaskResultStatus.SUCCESSFUL, TaskResultStatus.FAILED}
 
 
@@ -246,8 +250,18 @@ def test_an_exception_is_the_results_error_with_its_traceback(daemon):
 @pytest.mark.parametrize(
     ("task_name", "class_path", "reason"),
     [
-        ("too_slow", "djangotasks.exceptions.TaskTimedOut", "Timed out after 1 s."),
-        ("hog", "djangotasks.exceptions.TaskMemoryLimitExceeded", "Out of memory"),
+        pytest.param(
+            "too_slow",
+            "djangotasks.exceptions.TaskTimedOut",
+            "Timed out after 1 s.",
+            marks=per_task_options,
+        ),
+        pytest.param(
+            "hog",
+            "djangotasks.exceptions.TaskMemoryLimitExceeded",
+            "Out of memory",
+            marks=per_task_options,
+        ),
         ("crash", "djangotasks.exceptions.TaskCrashed", "Killed by SIGKILL."),
         ("not_json_return", "djangotasks.exceptions.NotJSON", "the return value['when'] is"),
         ("nul_return", "djangotasks.exceptions.NotJSON", "NUL"),
@@ -276,6 +290,7 @@ def test_a_lost_worker_is_the_results_error(start_daemon):
     assert error.exception_class_path == "djangotasks.exceptions.WorkerLost"
 
 
+@per_task_options
 def test_retries_keep_one_result_with_an_error_and_a_worker_per_attempt(daemon):
     result = wait_result(tasks.flaky.enqueue(3))
     assert result.status == TaskResultStatus.SUCCESSFUL, result.errors
