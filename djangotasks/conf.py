@@ -21,7 +21,7 @@ THREAD_SETTING_NAME = "DJANGOTASK_DAEMON_THREAD"
 
 @dataclass(frozen=True)
 class TaskSettings:
-    """Every setting with its default; see the README for what each one does."""
+    """Every setting with its default; docs/settings.md says what each one does."""
 
     MAX_CONCURRENCY: int = 4
     # Where the database cannot wake the daemon (MySQL; MariaDB or PostgreSQL while their
