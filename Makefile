@@ -10,9 +10,11 @@ RUFF := $(VENV)/bin/ruff
 PYTEST_ARGS ?=
 # Arguments of the benchmark, e.g. `make bench BENCH_ARGS="--db postgres --runs 20"`.
 BENCH_ARGS ?=
-FAST := -m "not slow"
+# The package tests build the distributions (make dist), the slow ones run in CI (.ci/run).
+FAST := -m "not slow and not package"
 
-.PHONY: venv venv-bench gates test test-postgres test-mysql test-all test-django52 demo bench clean
+.PHONY: venv venv-bench gates test test-postgres test-mysql test-all test-django52 test-django60 \
+	docs dist test-package screenshots demo bench clean
 
 venv:
 	scripts/bootstrap.sh
@@ -57,6 +59,41 @@ test-django52:
 	.venv-django52/bin/python -W error -m django makemigrations --check --dry-run --settings=tests.settings
 	.venv-django52/bin/python -m pytest $(FAST) $(PYTEST_ARGS)
 
+# The suite on Django 6.0 (SQLite) with Python 3.12: the other Django and Python that the
+# classifiers name (the main virtualenv has the newest Django on Python 3.13).
+test-django60:
+	VENV=.venv-django60 PYTHON_VERSION=3.12 EXTRAS=postgres,mysql,metrics,test scripts/bootstrap.sh
+	.venv-django60/bin/python -m pip install -q --disable-pip-version-check "Django>=6.0,<6.1"
+	.venv-django60/bin/python -W error -m django check --settings=tests.settings --fail-level WARNING
+	.venv-django60/bin/python -W error -m django makemigrations --check --dry-run --settings=tests.settings
+	.venv-django60/bin/python -m pytest $(FAST) $(PYTEST_ARGS)
+
+# The admin screenshots of the documentation, taken from the demo in headless Chromium.
+screenshots: venv
+	$(PY) docs/screenshots.py docs/images
+
+# The documentation (docs/, Sphinx) with warnings as errors, then its examples run (every
+# {doctest} block, in the demo project with a daemon of its own).
+docs:
+	EXTRAS=postgres,mysql,metrics,test,docs scripts/bootstrap.sh
+	rm -rf docs/_build
+	$(PY) -m sphinx -q -W --keep-going -b html docs docs/_build/html
+	$(PY) -m sphinx -q -W --keep-going -b doctest docs docs/_build/doctest
+	@echo "docs: docs/_build/html/index.html"
+
+# The sdist and the wheel in dist/, their metadata checked by twine.
+dist:
+	EXTRAS=postgres,mysql,metrics,test,dist scripts/bootstrap.sh
+	rm -rf dist
+	$(PY) -m build --sdist --wheel --outdir dist
+	$(PY) -m twine check --strict dist/*
+
+# The distributions tested as PyPI would get them (tests/test_package.py builds its own): file
+# lists and metadata, then the wheel in a fresh virtualenv, used by a new minimal project.
+test-package:
+	EXTRAS=postgres,mysql,metrics,test,dist scripts/bootstrap.sh
+	$(PY) -m pytest -m package $(PYTEST_ARGS)
+
 # Every database, slow tests included.
 test-all: gates
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -70,4 +107,5 @@ bench: venv-bench
 	$(PY) -m bench.run $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .venv-django52 tests/var demo/var .pytest_cache .ruff_cache .coverage* htmlcov
+	rm -rf $(VENV) .venv-django52 .venv-django60 tests/var demo/var .pytest_cache .ruff_cache \
+		.coverage* htmlcov dist docs/_build
