@@ -177,12 +177,14 @@ def test_validate_task_follows_the_contract():
     def local():
         pass
 
+    # Django 6.0's Task has no defaults for these; 6.1's and the backport's have.
+    required = {"priority": 0, "backend": "default", "queue_name": "default", "run_after": None}
     with pytest.raises(InvalidTask, match="module level"):
-        backend.validate_task(ProcessTask(func=local))
+        backend.validate_task(ProcessTask(func=local, **required))
     with pytest.raises(InvalidTask, match="timeout"):
-        ProcessTask(func=tasks.add.func, timeout=-1)
+        ProcessTask(func=tasks.add.func, timeout=-1, **required)
     with pytest.raises(InvalidTask, match="first argument of 'context'"):
-        ProcessTask(func=tasks.add.func, takes_context=True)
+        ProcessTask(func=tasks.add.func, takes_context=True, **required)
 
 
 def test_check_reports_misconfiguration_with_ids():
