@@ -269,6 +269,20 @@ def test_tasks_column_and_panel_buttons_follow_the_rule(world):
     assert url("cancel", world.running["locked"].pk) not in panel.content.decode()
 
 
+def test_a_tasks_column_named_by_the_project_is_empty_without_view_task(world, monkeypatch):
+    from tests.admin import ReportAdmin
+
+    monkeypatch.setattr(ReportAdmin, "list_display", ["title", "djangotasks_column"])
+    carol = login("carol", "run_task", "cancel_task", *OBJECT_PERMS)  # no view_task
+    html = carol.get(reverse("admin:tests_report_changelist")).content.decode()
+    assert "public report" in html  # the rows are there, their tasks are not
+    assert url("cancel", world.running["public"].pk) not in html
+    assert "djangotasks-badge" not in html
+    # With view_task, the same column shows them.
+    html = world.alice.get(reverse("admin:tests_report_changelist")).content.decode()
+    assert url("cancel", world.running["public"].pk) in html
+
+
 def test_function_tasks_need_only_view_task_and_models_without_admin_superusers(admin_client):
     viewer = login("viewer", "view_task")
     function_task = Task.objects.create(name="tests.tasks.nightly_cleanup", status="successful")

@@ -196,13 +196,20 @@ class TaskAdminMixin:
         """One query for the live tasks of every object on the page."""
         definitions = registry.for_model(self.model)
         content_type = content_types().get_for_model(self.model)
+        access = permissions.Access.of(request, self.admin_site)
+        # A project may name the column in its own list_display: without view_task (or the
+        # right to see the object) it stays empty.
+        if not access.has(permissions.VIEW):
+            objects, hidden = [], objects
+            for obj in hidden:
+                obj._djangotasks_column = []  # type: ignore[attr-defined]
         ids = [str(o.pk) for o in objects]
         live: dict[tuple[str, str], Task] = {
             (t.object_id, t.name): t
             for t in Task.objects.live().filter(content_type=content_type, object_id__in=ids)
         }
         for obj in objects:
-            if not permissions.Access.of(request, self.admin_site).may_view_object(obj):
+            if not access.may_view_object(obj):
                 obj._djangotasks_column = []  # type: ignore[attr-defined]  # its rule hides it
                 continue
             can_run = self.has_run_task_permission(request, obj)
